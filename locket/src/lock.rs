@@ -1,0 +1,338 @@
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, FileId};
+use crate::{LockError, LockGroup, LockGuard, Mode};
+
+/// A handle on the lock of one file: locket.py's `lock_file(path)` object.
+///
+/// Made by [`lock_file`](crate::lock_file) or [`LockGroup::lock_file`]. The
+/// handle owns what it acquires: only it can release, but any thread may call
+/// it, since it is `Send + Sync`. Dropping the handle releases its lock.
+///
+/// The file stays open between acquires. Each acquire checks, once it has the
+/// OS lock, that the path still names the file it locked; if another program
+/// deleted or replaced the lock file meanwhile, the handle reopens the path and
+/// locks the new file, so it never holds a lock nobody else can see.
+pub struct Lock {
+    path: PathBuf,
+    timeout: Option<Duration>,
+    group: Option<LockGroup>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The open lock file, once the first acquire opened it. Taken out while an
+    /// acquire waits, so that the state is not locked during the wait.
+    file: Option<Opened>,
+    /// The mode this handle holds, if any.
+    held: Option<Mode>,
+    /// An acquire is in progress on this handle.
+    acquiring: bool,
+}
+
+struct Opened {
+    file: File,
+    id: FileId,
+}
+
+/// How long one acquire may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    Once,
+    Forever,
+    Until(Instant),
+}
+
+impl Lock {
+    pub(crate) fn new(path: PathBuf, group: Option<LockGroup>) -> Self {
+        Self {
+            path,
+            timeout: None,
+            group,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Sets the timeout that [`acquire`](Self::acquire),
+    /// [`acquire_shared`](Self::acquire_shared), [`lock`](Self::lock) and
+    /// [`lock_shared`](Self::lock_shared) use: `None` waits forever, a zero
+    /// duration tries once, `Some(d)` waits at most `d`.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The handle's timeout, as set by [`with_timeout`](Self::with_timeout).
+    #[must_use]
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The path of the lock file, as given.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether this handle holds the lock now.
+    #[must_use]
+    pub fn is_locked(&self) -> bool {
+        self.state().held.is_some()
+    }
+
+    /// The mode this handle holds the lock in, if it holds it.
+    #[must_use]
+    pub fn mode(&self) -> Option<Mode> {
+        self.state().held
+    }
+
+    /// Acquires the lock exclusively, waiting at most the handle's timeout.
+    ///
+    /// # Errors
+    ///
+    /// See [`acquire_with`](Self::acquire_with).
+    pub fn acquire(&self) -> Result<(), LockError> {
+        self.acquire_with(Mode::Exclusive, self.timeout)
+    }
+
+    /// Acquires a shared lock, waiting at most the handle's timeout. Shared
+    /// holders exclude exclusive ones but not each other.
+    ///
+    /// # Errors
+    ///
+    /// See [`acquire_with`](Self::acquire_with).
+    pub fn acquire_shared(&self) -> Result<(), LockError> {
+        self.acquire_with(Mode::Shared, self.timeout)
+    }
+
+    /// Acquires the lock exclusively and returns a guard that releases it on drop.
+    ///
+    /// # Errors
+    ///
+    /// See [`acquire_with`](Self::acquire_with).
+    pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
+        self.acquire()?;
+        Ok(LockGuard::new(self, Mode::Exclusive))
+    }
+
+    /// Acquires a shared lock and returns a guard that releases it on drop.
+    ///
+    /// # Errors
+    ///
+    /// See [`acquire_with`](Self::acquire_with).
+    pub fn lock_shared(&self) -> Result<LockGuard<'_>, LockError> {
+        self.acquire_shared()?;
+        Ok(LockGuard::new(self, Mode::Shared))
+    }
+
+    /// Acquires the lock in `mode`, waiting as `timeout` says (ignoring the
+    /// handle's own timeout): `None` waits forever, zero tries once, `Some(d)`
+    /// waits at most `d`.
+    ///
+    /// # Errors
+    ///
+    /// - [`LockError::AlreadyLocked`] at once if this handle holds the lock, in
+    ///   either mode, or another thread is acquiring through it.
+    /// - [`LockError::Deadlock`] at once if the handle's [`LockGroup`] holds the
+    ///   file in a conflicting mode.
+    /// - [`LockError::Timeout`] if the lock stayed held elsewhere.
+    /// - [`LockError::InvalidPath`], [`LockError::NotRegularFile`] or
+    ///   [`LockError::MissingParent`] if the path cannot be a lock file.
+    /// - [`LockError::Io`] for any other error from the operating system.
+    pub fn acquire_with(&self, mode: Mode, timeout: Option<Duration>) -> Result<(), LockError> {
+        let cached = {
+            let mut state = self.state();
+            if state.held.is_some() || state.acquiring {
+                return Err(LockError::AlreadyLocked {
+                    path: self.path.clone(),
+                });
+            }
+            state.acquiring = true;
+            state.file.take()
+        };
+        let wait = match timeout {
+            None => Wait::Forever,
+            Some(t) if t.is_zero() => Wait::Once,
+            Some(t) => Instant::now()
+                .checked_add(t)
+                .map_or(Wait::Forever, Wait::Until),
+        };
+        let (outcome, file) = self.acquire_file(mode, wait, timeout, cached);
+        let mut state = self.state();
+        state.acquiring = false;
+        state.file = file;
+        if outcome.is_ok() {
+            state.held = Some(mode);
+        }
+        outcome
+    }
+
+    /// Releases the lock this handle holds.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotLocked`] if this handle does not hold the lock, even when
+    /// another handle for the same file does. [`LockError::Io`] if the operating
+    /// system refused to unlock; the file is closed then, which releases it.
+    pub fn release(&self) -> Result<(), LockError> {
+        let mut state = self.state();
+        let (Some(mode), Some(opened)) = (state.held, state.file.as_ref()) else {
+            return Err(LockError::NotLocked {
+                path: self.path.clone(),
+            });
+        };
+        let unlocked = opened.file.unlock();
+        if let Some(group) = &self.group {
+            group.forget(opened.id, mode);
+        }
+        state.held = None;
+        if let Err(source) = unlocked {
+            state.file = None; // closing the file releases the lock
+            return Err(self.io_error(source));
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn io_error(&self, source: std::io::Error) -> LockError {
+        LockError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Opens (if needed) and locks the file, re-opening if the path was
+    /// replaced meanwhile. Returns the open file for the handle to keep, also
+    /// on failure.
+    fn acquire_file(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        timeout: Option<Duration>,
+        mut cached: Option<Opened>,
+    ) -> (Result<(), LockError>, Option<Opened>) {
+        loop {
+            let opened = match cached.take() {
+                Some(opened) => opened,
+                None => match self.open() {
+                    Ok(opened) => opened,
+                    Err(e) => return (Err(e), None),
+                },
+            };
+            if let Some(group) = &self.group
+                && group.conflicts(opened.id, mode)
+            {
+                let path = self.path.clone();
+                return (Err(LockError::Deadlock { path }), Some(opened));
+            }
+            let got = match wait {
+                Wait::Once => sys::try_lock(&opened.file, mode),
+                Wait::Forever => sys::lock_forever(&opened.file, mode).map(|()| true),
+                Wait::Until(deadline) => sys::try_lock(&opened.file, mode).and_then(|got| {
+                    if got {
+                        Ok(true)
+                    } else {
+                        sys::lock_until(&opened.file, mode, deadline)
+                    }
+                }),
+            };
+            match got {
+                Ok(true) => {}
+                Ok(false) => {
+                    let error = LockError::Timeout {
+                        path: self.path.clone(),
+                        timeout: timeout.unwrap_or_default(),
+                    };
+                    return (Err(error), Some(opened));
+                }
+                Err(e) => return (Err(self.io_error(e)), Some(opened)),
+            }
+            // We hold the file we opened; make sure it is still the one the
+            // path names, or the lock would exclude nobody.
+            match sys::path_id(&self.path) {
+                Ok(Some(id)) if id == opened.id => {
+                    if let Some(group) = &self.group {
+                        group.record(opened.id, mode);
+                    }
+                    return (Ok(()), Some(opened));
+                }
+                Ok(_) => {
+                    // Deleted or replaced: drop it (closing unlocks) and retry.
+                    drop(opened);
+                }
+                Err(e) => {
+                    let _ = opened.file.unlock();
+                    return (Err(self.io_error(e)), Some(opened));
+                }
+            }
+        }
+    }
+
+    fn open(&self) -> Result<Opened, LockError> {
+        let path = &self.path;
+        let invalid = |reason| LockError::InvalidPath {
+            path: path.clone(),
+            reason,
+        };
+        if path.as_os_str().is_empty() {
+            return Err(invalid("the path is empty"));
+        }
+        if path.as_os_str().to_string_lossy().contains('\0') {
+            return Err(invalid("the path contains a NUL byte"));
+        }
+        let not_regular = |kind| LockError::NotRegularFile {
+            path: path.clone(),
+            kind,
+        };
+        // Refuse special files before opening them: opening a device can have
+        // side effects. The check after opening covers a swap in between.
+        if let Ok(meta) = std::fs::metadata(path)
+            && let Some(kind) = sys::non_regular_kind(&meta)
+        {
+            return Err(not_regular(kind));
+        }
+        let file = sys::open(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                LockError::MissingParent { path: path.clone() }
+            } else {
+                self.io_error(source)
+            }
+        })?;
+        let meta = file.metadata().map_err(|e| self.io_error(e))?;
+        if let Some(kind) = sys::non_regular_kind(&meta) {
+            return Err(not_regular(kind));
+        }
+        let id = sys::file_id(&file, &meta).map_err(|e| self.io_error(e))?;
+        Ok(Opened { file, id })
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let (Some(mode), Some(opened), Some(group)) = (state.held, &state.file, &self.group) {
+            group.forget(opened.id, mode);
+        }
+        // Closing the file releases the OS lock.
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("path", &self.path)
+            .field("timeout", &self.timeout)
+            .field("held", &self.state().held)
+            .field("grouped", &self.group.is_some())
+            .finish()
+    }
+}

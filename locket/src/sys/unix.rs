@@ -1,0 +1,289 @@
+//! Unix: flock(2) through std, identity by (device, inode), and on Linux a
+//! timed blocking wait that a per-thread timer signal interrupts.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Instant;
+
+use crate::Mode;
+
+/// What makes two paths the same lock: the file's device and inode numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+/// The identity of the file `meta` describes.
+pub(crate) fn file_id(_file: &File, meta: &Metadata) -> io::Result<FileId> {
+    Ok(FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+/// The identity of the file `path` names now (following symlinks), or `None`
+/// if nothing is there any more.
+pub(crate) fn path_id(path: &Path) -> io::Result<Option<FileId>> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(Some(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A name for what `meta` describes if it is not a regular file.
+pub(crate) fn non_regular_kind(meta: &Metadata) -> Option<&'static str> {
+    let ft = meta.file_type();
+    if ft.is_file() {
+        None
+    } else if ft.is_dir() {
+        Some("directory")
+    } else if ft.is_fifo() {
+        Some("FIFO")
+    } else if ft.is_socket() {
+        Some("socket")
+    } else if ft.is_char_device() {
+        Some("character device")
+    } else if ft.is_block_device() {
+        Some("block device")
+    } else {
+        Some("special file")
+    }
+}
+
+/// Opens (creating if missing) the lock file at `path`, never truncating it.
+///
+/// An existing file is opened read-only, as flock(1) does, so that a lock file
+/// we may read but not write can still be locked. A missing one is created
+/// with mode 0666 before umask. `O_NONBLOCK` and `O_NOCTTY` make sure that a
+/// FIFO or terminal that appears at the path can neither block the open nor
+/// become our controlling terminal; std adds `O_CLOEXEC`.
+pub(crate) fn open(path: &Path) -> io::Result<File> {
+    let flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o666)
+            .custom_flags(flags)
+            .open(path),
+        other => other,
+    }
+}
+
+/// Waits for `mode` on `file` until `deadline`.
+///
+/// On Linux the wait blocks in the kernel, so the lock is taken as soon as it
+/// is released; a timer aimed at this thread interrupts the wait at the
+/// deadline (see [`timed`]). Elsewhere it falls back to polling.
+pub(crate) fn lock_until(file: &File, mode: Mode, deadline: Instant) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    if let Some(signal) = timed::wake_signal() {
+        return timed::lock_until(file, mode, deadline, signal);
+    }
+    super::poll_until(file, mode, deadline)
+}
+
+#[cfg(target_os = "linux")]
+mod timed {
+    //! A blocking flock(2) with a deadline.
+    //!
+    //! flock has no timeout, so, like util-linux flock(1) with `-w`, we let a
+    //! timer signal interrupt it with `EINTR`. Unlike flock(1) we are a library
+    //! inside a multi-threaded process, so:
+    //!
+    //! - the timer is a POSIX timer directed at the waiting thread alone
+    //!   (`SIGEV_THREAD_ID`), created for one wait and deleted after it;
+    //! - the signal's handler does nothing and is installed without
+    //!   `SA_RESTART`, so that the blocked flock returns `EINTR`;
+    //! - the timer keeps firing every millisecond after the deadline. That closes
+    //!   the lost-wakeup race in which the signal lands after we checked the clock
+    //!   but before flock started to block;
+    //! - once the timer is deleted, any signal still pending is delivered to the
+    //!   no-op handler before we return, never to the caller's code;
+    //! - a foreign signal that interrupts the wait is not an error: we check the
+    //!   clock and wait again.
+    //!
+    //! We only install the handler while the signal has its default disposition.
+    //! If the application has its own handler for it, we leave it alone and
+    //! poll instead.
+
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::ptr;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use crate::Mode;
+
+    /// How often the timer re-fires after the deadline until the waiter sees it.
+    const REFIRE: Duration = Duration::from_millis(1);
+
+    extern "C" fn on_wake(_signal: libc::c_int) {}
+
+    /// The signal locket uses to interrupt timed waits: `SIGRTMAX - 1`.
+    fn signal_number() -> libc::c_int {
+        libc::SIGRTMAX() - 1
+    }
+
+    /// Returns the wake-up signal once our handler is installed for it, or
+    /// `None` if the application uses that signal itself.
+    pub(super) fn wake_signal() -> Option<libc::c_int> {
+        static INSTALL: Mutex<()> = Mutex::new(());
+        let signal = signal_number();
+        let ours = on_wake as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        let current = current_handler(signal)?;
+        if current == ours {
+            return Some(signal);
+        }
+        let _serialise = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+        match current_handler(signal)? {
+            h if h == ours => Some(signal),
+            libc::SIG_DFL => {
+                // SAFETY: `action` is fully initialised (zeroed, then the fields
+                // sigaction reads are set); the handler only returns, which is
+                // async-signal-safe.
+                let installed = unsafe {
+                    let mut action: libc::sigaction = std::mem::zeroed();
+                    action.sa_sigaction = ours;
+                    action.sa_flags = 0; // deliberately no SA_RESTART
+                    libc::sigemptyset(&mut action.sa_mask);
+                    libc::sigaction(signal, &action, ptr::null_mut())
+                };
+                (installed == 0).then_some(signal)
+            }
+            _ => None,
+        }
+    }
+
+    fn current_handler(signal: libc::c_int) -> Option<libc::sighandler_t> {
+        // SAFETY: a null `act` only reads the disposition into `old`, which is
+        // valid for writes.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            (libc::sigaction(signal, ptr::null(), &mut old) == 0).then_some(old.sa_sigaction)
+        }
+    }
+
+    pub(super) fn lock_until(
+        file: &File,
+        mode: Mode,
+        deadline: Instant,
+        signal: libc::c_int,
+    ) -> io::Result<bool> {
+        // Declared first, dropped last: the mask is restored only after the
+        // timer is gone and any signal it left pending has been delivered.
+        let _mask = Unblocked::new(signal)?;
+        let _timer = ThreadTimer::arm(signal, deadline)?;
+        let operation = match mode {
+            Mode::Exclusive => libc::LOCK_EX,
+            Mode::Shared => libc::LOCK_SH,
+        };
+        loop {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            // SAFETY: flock on a descriptor `file` keeps open; no memory involved.
+            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+                return Ok(true);
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Keeps `signal` unblocked in this thread, restoring the old mask on drop.
+    struct Unblocked {
+        old: libc::sigset_t,
+    }
+
+    impl Unblocked {
+        fn new(signal: libc::c_int) -> io::Result<Self> {
+            // SAFETY: both sets are initialised by sigemptyset / pthread_sigmask
+            // before they are read.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                let mut old: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, signal);
+                match libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut old) {
+                    0 => Ok(Self { old }),
+                    e => Err(io::Error::from_raw_os_error(e)),
+                }
+            }
+        }
+    }
+
+    impl Drop for Unblocked {
+        fn drop(&mut self) {
+            // SAFETY: restores the mask saved in `new`.
+            unsafe {
+                libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, ptr::null_mut());
+            }
+        }
+    }
+
+    /// A POSIX timer that sends `signal` to the current thread at the deadline
+    /// and every [`REFIRE`] after it, until dropped.
+    struct ThreadTimer {
+        id: libc::timer_t,
+    }
+
+    impl ThreadTimer {
+        fn arm(signal: libc::c_int, deadline: Instant) -> io::Result<Self> {
+            let first = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_nanos(1)); // zero would disarm the timer
+            // SAFETY: `event` is zeroed plain data with the fields the kernel
+            // reads set; `id` is written by timer_create before use.
+            let id = unsafe {
+                let mut event: libc::sigevent = std::mem::zeroed();
+                event.sigev_notify = libc::SIGEV_THREAD_ID;
+                event.sigev_signo = signal;
+                event.sigev_notify_thread_id = libc::gettid();
+                let mut id: libc::timer_t = std::mem::zeroed();
+                if libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut id) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                id
+            };
+            let timer = Self { id };
+            let spec = libc::itimerspec {
+                it_interval: timespec(REFIRE),
+                it_value: timespec(first),
+            };
+            // SAFETY: `timer.id` is a live timer and `spec` is initialised.
+            if unsafe { libc::timer_settime(timer.id, 0, &spec, ptr::null_mut()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(timer)
+        }
+    }
+
+    impl Drop for ThreadTimer {
+        fn drop(&mut self) {
+            // SAFETY: deletes the timer created in `arm`, exactly once. A signal
+            // it queued before this returns is delivered to `on_wake` as the
+            // syscall returns, since the signal is unblocked in this thread.
+            unsafe {
+                libc::timer_delete(self.id);
+            }
+        }
+    }
+
+    fn timespec(d: Duration) -> libc::timespec {
+        libc::timespec {
+            tv_sec: d.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+            tv_nsec: d.subsec_nanos().into(),
+        }
+    }
+}

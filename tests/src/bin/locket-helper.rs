@@ -1,0 +1,106 @@
+//! A test helper that drives one `locket` handle from lines on stdin, so that
+//! tests can run real lock holders and waiters in separate processes.
+//!
+//! Usage: `locket-helper PATH`. It prints `ready`, then answers each command
+//! on its own line:
+//!
+//! | command                    | answer                                   |
+//! |----------------------------|------------------------------------------|
+//! | `acquire [MS]`             | `acquired` or `error: KIND: MESSAGE`     |
+//! | `acquire-shared [MS]`      | the same                                 |
+//! | `release`                  | `released` or `error: KIND: MESSAGE`     |
+//! | `cycles N MS`              | `fds A B threads C D` (see below)        |
+//! | `exit`                     | exits with status 0                      |
+//!
+//! `MS` is a timeout in milliseconds; without it the acquire waits forever.
+//! `cycles N MS` makes N timed acquires that each time out after MS on a
+//! second handle (the first must hold the lock), and reports the process's
+//! open descriptors and threads before and after. KIND is one of `timeout`,
+//! `not-locked`, `already-locked`, `deadlock`, `invalid-path`,
+//! `not-regular-file`, `missing-parent`, `io`.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use locket::{LockError, Mode};
+
+fn main() -> anyhow::Result<()> {
+    let path = std::env::args_os()
+        .nth(1)
+        .context("usage: locket-helper PATH")?;
+    let lock = locket::lock_file(&path);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            ["acquire", rest @ ..] => acquired(lock.acquire_with(Mode::Exclusive, timeout(rest)?)),
+            ["acquire-shared", rest @ ..] => {
+                acquired(lock.acquire_with(Mode::Shared, timeout(rest)?))
+            }
+            ["release"] => match lock.release() {
+                Ok(()) => "released".to_owned(),
+                Err(e) => error_line(&e),
+            },
+            ["cycles", n, ms] => cycles(&path, n.parse()?, Duration::from_millis(ms.parse()?))?,
+            ["exit"] => return Ok(()),
+            _ => bail!("unknown command {line:?}"),
+        };
+        writeln!(out, "{answer}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn timeout(rest: &[&str]) -> anyhow::Result<Option<Duration>> {
+    match rest {
+        [] => Ok(None),
+        [ms] => Ok(Some(Duration::from_millis(ms.parse()?))),
+        _ => bail!("expected at most one timeout"),
+    }
+}
+
+fn acquired(result: Result<(), LockError>) -> String {
+    match result {
+        Ok(()) => "acquired".to_owned(),
+        Err(e) => error_line(&e),
+    }
+}
+
+fn error_line(e: &LockError) -> String {
+    let kind = match e {
+        LockError::Timeout { .. } => "timeout",
+        LockError::NotLocked { .. } => "not-locked",
+        LockError::AlreadyLocked { .. } => "already-locked",
+        LockError::Deadlock { .. } => "deadlock",
+        LockError::InvalidPath { .. } => "invalid-path",
+        LockError::NotRegularFile { .. } => "not-regular-file",
+        LockError::MissingParent { .. } => "missing-parent",
+        _ => "io",
+    };
+    format!("error: {kind}: {e}")
+}
+
+fn cycles(path: &std::ffi::OsStr, n: u32, each: Duration) -> anyhow::Result<String> {
+    let before = (count("/proc/self/fd")?, count("/proc/self/task")?);
+    for _ in 0..n {
+        let other = locket::lock_file(path);
+        match other.acquire_with(Mode::Exclusive, Some(each)) {
+            Err(LockError::Timeout { .. }) => {}
+            other => bail!("expected a timeout, got {other:?}"),
+        }
+    }
+    let after = (count("/proc/self/fd")?, count("/proc/self/task")?);
+    Ok(format!(
+        "fds {} {} threads {} {}",
+        before.0, after.0, before.1, after.1
+    ))
+}
+
+fn count(dir: &str) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(dir)
+        .with_context(|| format!("reading {dir}"))?
+        .count())
+}

@@ -1,0 +1,162 @@
+//! Support for the cross-process tests: real child processes driven by lines.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// How long a test waits for an answer that should come promptly. It is a
+/// generous upper bound for a loaded 2-core machine, not a speed claim.
+pub const PROMPT: Duration = Duration::from_secs(10);
+
+/// A child process that reads commands on stdin and answers one line each.
+pub struct LineProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    name: String,
+}
+
+impl LineProcess {
+    /// Spawns `command` with piped stdin and stdout and waits for its `ready` line.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be spawned or does not say `ready` within [`PROMPT`].
+    pub fn spawn(mut command: Command) -> anyhow::Result<Self> {
+        let name = format!("{command:?}");
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut process = Self {
+            child,
+            stdin,
+            lines,
+            name,
+        };
+        process.expect("ready")?;
+        Ok(process)
+    }
+
+    /// Spawns the `locket-helper` binary on `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`LineProcess::spawn`].
+    pub fn helper(path: &Path) -> anyhow::Result<Self> {
+        let mut command = Command::new(helper_exe());
+        command.arg(path);
+        Self::spawn(command)
+    }
+
+    /// Sends one command line.
+    ///
+    /// # Errors
+    ///
+    /// If the child's stdin is closed.
+    pub fn send(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin closed")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// The next line, waiting at most `within`.
+    ///
+    /// # Errors
+    ///
+    /// If no line comes in time or the child closed stdout.
+    pub fn line_within(&mut self, within: Duration) -> anyhow::Result<String> {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => bail!("{}: no answer within {within:?}", self.name),
+            Err(RecvTimeoutError::Disconnected) => bail!("{}: closed its output", self.name),
+        }
+    }
+
+    /// The next line, if one arrives within `within`, without failing if none does.
+    #[must_use]
+    pub fn maybe_line(&mut self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    /// Waits up to [`PROMPT`] for the next line and checks it starts with `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// If the line does not come or does not match.
+    pub fn expect(&mut self, prefix: &str) -> anyhow::Result<String> {
+        let line = self.line_within(PROMPT)?;
+        if !line.starts_with(prefix) {
+            bail!("{}: expected {prefix:?}, got {line:?}", self.name);
+        }
+        Ok(line)
+    }
+
+    /// Sends `command` and checks the answer starts with `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// As [`LineProcess::send`] and [`LineProcess::expect`].
+    pub fn ask(&mut self, command: &str, prefix: &str) -> anyhow::Result<String> {
+        self.send(command)?;
+        self.expect(prefix)
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    ///
+    /// # Errors
+    ///
+    /// If the kill or the wait fails.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// The child's process id.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for LineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The path of the `locket-helper` binary built beside the running test.
+#[must_use]
+pub fn helper_exe() -> std::path::PathBuf {
+    sibling_exe("locket-helper")
+}
+
+/// The path of a binary of this package, built beside the running test binary.
+#[must_use]
+pub fn sibling_exe(name: &str) -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().expect("current exe");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
