@@ -18,8 +18,14 @@
 //! open descriptors and threads before and after. KIND is one of `timeout`,
 //! `not-locked`, `already-locked`, `deadlock`, `invalid-path`,
 //! `not-regular-file`, `missing-parent`, `io`.
+//!
+//! With `LOCKET_HELPER_SIGUSR1=1` in its environment it installs a handler for
+//! SIGUSR1 without `SA_RESTART`, so that each SIGUSR1 interrupts whatever
+//! system call it is blocked in, and counts them: `signals` answers
+//! `signals N`.
 
 use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -30,6 +36,9 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .context("usage: locket-helper PATH")?;
     let lock = locket::lock_file(&path);
+    if std::env::var_os("LOCKET_HELPER_SIGUSR1").is_some() {
+        count_sigusr1()?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
     for line in std::io::stdin().lock().lines() {
@@ -45,6 +54,7 @@ fn main() -> anyhow::Result<()> {
                 Err(e) => error_line(&e),
             },
             ["cycles", n, ms] => cycles(&path, n.parse()?, Duration::from_millis(ms.parse()?))?,
+            ["signals"] => format!("signals {}", SIGNALS.load(Ordering::Relaxed)),
             ["exit"] => return Ok(()),
             _ => bail!("unknown command {line:?}"),
         };
@@ -103,4 +113,24 @@ fn count(dir: &str) -> anyhow::Result<usize> {
     Ok(std::fs::read_dir(dir)
         .with_context(|| format!("reading {dir}"))?
         .count())
+}
+
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn count_sigusr1() -> anyhow::Result<()> {
+    // SAFETY: `action` is zeroed plain data with the fields sigaction reads
+    // set; the handler only touches an atomic, which is async-signal-safe.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigusr1 as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = 0; // no SA_RESTART: blocked calls return EINTR
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut())
+    };
+    anyhow::ensure!(rc == 0, "sigaction: {}", std::io::Error::last_os_error());
+    Ok(())
 }

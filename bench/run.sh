@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs the benchmark harness and regenerates bench/RESULTS.md.
+# Arguments go to locket-bench (for example --rounds 100).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec cargo run --release --locked -q -p locket-bench -- --out bench/RESULTS.md "$@"
