@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job: lockers in separate processes share one counter without losing
-# an update. Arguments: [WORKERS] [INCREMENTS] (default 4 and 500).
+# The main job: sandboxed plugins under locket-host and native processes share
+# one counter file under one lock, without losing an update.
+# Arguments: [WORKERS] [INCREMENTS] (default 2 of each kind, 500 increments).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/prepare-tests.sh
-exec cargo run --release --locked -q -p locket-tests --bin locket-demo -- "$@"
+# The test profile's build (optimised dependencies), so tests and demo share it.
+cargo build --locked -q -p locket-host -p locket-tests
+exec cargo run --locked -q -p locket-tests --bin locket-demo -- "$@"

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain: util-linux
-# flock(1) and coreutils mkfifo, from Debian's packages, when they are missing.
-# The wasm32-wasip2 target comes from rust-toolchain.toml on the first cargo call.
+# Installs what the test suite needs beyond the Rust toolchain: the
+# wasm32-wasip2 target for the guest plugins, and util-linux flock(1) and
+# coreutils mkfifo, from Debian's packages, when they are missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# rust-toolchain.toml lists the target, but rustup only honours that when it
+# installs the toolchain itself; a machine that already has the toolchain (even
+# as a link to another) still lacks it. Adding it is quick when it is there.
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "prepare-tests: installing the wasm32-wasip2 target" >&2
+    rustup target add wasm32-wasip2
+fi
 
 missing=()
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)

@@ -73,6 +73,18 @@ pub enum LockError {
         path: PathBuf,
     },
 
+    /// The operating system (or, for a custom [`Opener`](crate::Opener), the
+    /// sandbox) refused access to the lock file or its directory, or refused to
+    /// create it.
+    #[error("cannot lock {}: access denied: {source}", path.display())]
+    AccessDenied {
+        /// The lock file.
+        path: PathBuf,
+        /// The error that refused access.
+        #[source]
+        source: io::Error,
+    },
+
     /// Any other operating-system error.
     #[error("cannot lock {}: {source}", path.display())]
     Io {
@@ -108,6 +120,7 @@ impl LockError {
             | Self::InvalidPath { path, .. }
             | Self::NotRegularFile { path, .. }
             | Self::MissingParent { path }
+            | Self::AccessDenied { path, .. }
             | Self::Io { path, .. } => path,
         }
     }

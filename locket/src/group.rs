@@ -2,8 +2,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::sys::FileId;
-use crate::{Lock, Mode};
+use crate::open::Opener;
+use crate::{FileId, Lock, Mode};
 
 /// Lock handles that share one single-threaded owner, for self-deadlock detection.
 ///
@@ -39,6 +39,12 @@ impl LockGroup {
     /// does, for a handle that belongs to this group.
     pub fn lock_file(&self, path: impl Into<PathBuf>) -> Lock {
         Lock::new(path.into(), Some(self.clone()))
+    }
+
+    /// Names a lock whose file `opener` opens, as
+    /// [`Lock::with_opener`] does, for a handle that belongs to this group.
+    pub fn lock_with_opener(&self, name: impl Into<PathBuf>, opener: impl Opener) -> Lock {
+        Lock::from_parts(name.into(), Box::new(opener), Some(self.clone()))
     }
 
     fn holds(&self) -> MutexGuard<'_, HashMap<FileId, Holds>> {

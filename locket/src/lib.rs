@@ -58,16 +58,20 @@
 //! application handles that signal itself, timed waits poll instead (50 µs
 //! backoff growing to 5 ms), as they do on other platforms.
 
+#![warn(missing_docs)]
+
 mod error;
 mod group;
 mod guard;
 mod lock;
+mod open;
 mod sys;
 
 pub use error::LockError;
 pub use group::LockGroup;
 pub use guard::LockGuard;
 pub use lock::Lock;
+pub use open::{FileId, OpenError, Opener};
 
 use std::path::PathBuf;
 

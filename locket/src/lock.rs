@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::sys::{self, FileId};
-use crate::{LockError, LockGroup, LockGuard, Mode};
+use crate::open::{OpenError, Opener, PathOpener};
+use crate::sys;
+use crate::{FileId, LockError, LockGroup, LockGuard, Mode};
 
 /// A handle on the lock of one file: locket.py's `lock_file(path)` object.
 ///
@@ -19,6 +20,7 @@ use crate::{LockError, LockGroup, LockGuard, Mode};
 /// locks the new file, so it never holds a lock nobody else can see.
 pub struct Lock {
     path: PathBuf,
+    opener: Box<dyn Opener>,
     timeout: Option<Duration>,
     group: Option<LockGroup>,
     state: Mutex<State>,
@@ -50,12 +52,31 @@ enum Wait {
 
 impl Lock {
     pub(crate) fn new(path: PathBuf, group: Option<LockGroup>) -> Self {
+        let opener = Box::new(PathOpener(path.clone()));
+        Self::from_parts(path, opener, group)
+    }
+
+    pub(crate) fn from_parts(
+        path: PathBuf,
+        opener: Box<dyn Opener>,
+        group: Option<LockGroup>,
+    ) -> Self {
         Self {
             path,
+            opener,
             timeout: None,
             group,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Names a lock whose file `opener` opens, for a handle outside any group.
+    ///
+    /// `name` is how errors and [`path`](Self::path) refer to the lock; it is
+    /// not opened. Like [`lock_file`](crate::lock_file), this touches nothing:
+    /// the opener is first called by the first acquire.
+    pub fn with_opener(name: impl Into<PathBuf>, opener: impl Opener) -> Self {
+        Self::from_parts(name.into(), Box::new(opener), None)
     }
 
     /// Sets the timeout that [`acquire`](Self::acquire),
@@ -74,7 +95,7 @@ impl Lock {
         self.timeout
     }
 
-    /// The path of the lock file, as given.
+    /// The path of the lock file, as given (or the name given with an opener).
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
@@ -258,7 +279,7 @@ impl Lock {
             }
             // We hold the file we opened; make sure it is still the one the
             // path names, or the lock would exclude nobody.
-            match sys::path_id(&self.path) {
+            match self.opener.identify() {
                 Ok(Some(id)) if id == opened.id => {
                     if let Some(group) = &self.group {
                         group.record(opened.id, mode);
@@ -293,25 +314,24 @@ impl Lock {
             path: path.clone(),
             kind,
         };
-        // Refuse special files before opening them: opening a device can have
-        // side effects. The check after opening covers a swap in between.
-        if let Ok(meta) = std::fs::metadata(path)
-            && let Some(kind) = sys::non_regular_kind(&meta)
-        {
-            return Err(not_regular(kind));
-        }
-        let file = sys::open(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                LockError::MissingParent { path: path.clone() }
-            } else {
-                self.io_error(source)
-            }
+        let file = self.opener.open().map_err(|e| match e {
+            OpenError::NotRegularFile(kind) => not_regular(kind),
+            OpenError::Io(source) => match source.kind() {
+                std::io::ErrorKind::NotFound => LockError::MissingParent { path: path.clone() },
+                std::io::ErrorKind::PermissionDenied => LockError::AccessDenied {
+                    path: path.clone(),
+                    source,
+                },
+                _ => self.io_error(source),
+            },
         })?;
         let meta = file.metadata().map_err(|e| self.io_error(e))?;
         if let Some(kind) = sys::non_regular_kind(&meta) {
             return Err(not_regular(kind));
         }
-        let id = sys::file_id(&file, &meta).map_err(|e| self.io_error(e))?;
+        let id = sys::file_id(&file, &meta)
+            .map(FileId)
+            .map_err(|e| self.io_error(e))?;
         Ok(Opened { file, id })
     }
 }

@@ -1,4 +1,6 @@
-//! Support for the cross-process tests: real child processes driven by lines.
+//! Support for the cross-process tests: real child processes driven by lines,
+//! and the example guest plugins, built for wasm32-wasip2 by this crate's
+//! build script.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -52,6 +54,16 @@ impl LineProcess {
         };
         process.expect("ready")?;
         Ok(process)
+    }
+
+    /// Spawns `locket-host run` with `host_args` (grants, flags) before the
+    /// plugin and `plugin_args` after it, using the test compilation cache.
+    ///
+    /// # Errors
+    ///
+    /// As [`LineProcess::spawn`].
+    pub fn plugin(host_args: &[&str], plugin: &str, plugin_args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(host_command(host_args, plugin, plugin_args))
     }
 
     /// Spawns the `locket-helper` binary on `path`.
@@ -119,6 +131,27 @@ impl LineProcess {
         self.expect(prefix)
     }
 
+    /// Closes the child's stdin and waits for it to exit, at most [`PROMPT`]
+    /// (then it is killed and this fails).
+    ///
+    /// # Errors
+    ///
+    /// If it does not exit in time or cannot be waited for.
+    pub fn wait(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.stdin = None;
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if started.elapsed() > PROMPT {
+                self.kill()?;
+                bail!("{}: did not exit within {PROMPT:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Kills the child with SIGKILL and reaps it.
     ///
     /// # Errors
@@ -159,4 +192,48 @@ pub fn sibling_exe(name: &str) -> std::path::PathBuf {
         dir.pop();
     }
     dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The example guest plugins of this checkout, built for wasm32-wasip2.
+pub mod guests {
+    /// `counter.wasm`: increments a counter file N times under a lock.
+    pub const COUNTER: &str = env!("GUEST_COUNTER");
+    /// `locker.wasm`: acquires and releases as lines on stdin say.
+    pub const LOCKER: &str = env!("GUEST_LOCKER");
+    /// `holder.wasm`: holds a lock for a while.
+    pub const HOLDER: &str = env!("GUEST_HOLDER");
+}
+
+/// The `locket-host` binary built beside the running test (`./test.sh`
+/// builds it, because the host crate has integration tests of its own).
+///
+/// # Panics
+///
+/// If it has not been built.
+#[must_use]
+pub fn host_exe() -> std::path::PathBuf {
+    let exe = sibling_exe("locket-host");
+    assert!(
+        exe.exists(),
+        "{} is missing: run ./test.sh, or `cargo build -p locket-host` first",
+        exe.display()
+    );
+    exe
+}
+
+/// A `locket-host run` command with `host_args` before the plugin and
+/// `plugin_args` after it. It uses a compilation cache shared by the tests,
+/// so that each plugin is compiled once per build.
+#[must_use]
+pub fn host_command(host_args: &[&str], plugin: &str, plugin_args: &[&str]) -> Command {
+    let exe = host_exe();
+    let cache = exe.parent().expect("target dir").join("locket-test-cache");
+    let mut command = Command::new(exe);
+    command
+        .env("LOCKET_CACHE_DIR", cache)
+        .arg("run")
+        .args(host_args)
+        .arg(plugin)
+        .args(plugin_args);
+    command
 }

@@ -16,6 +16,12 @@ pub(crate) struct FileId {
     ino: u64,
 }
 
+impl FileId {
+    pub(crate) fn new(dev: u64, ino: u64) -> Self {
+        Self { dev, ino }
+    }
+}
+
 /// The identity of the file `meta` describes.
 pub(crate) fn file_id(_file: &File, meta: &Metadata) -> io::Result<FileId> {
     Ok(FileId {

@@ -1,11 +1,14 @@
-//! The native demo: several processes increment one counter under one lock.
+//! The demo: sandboxed plugins and native processes increment one counter
+//! under one lock.
 //!
-//! `locket-demo [WORKERS] [INCREMENTS]` starts WORKERS `locket` processes
-//! (default 4) and one util-linux `flock(1)` process, each of which reads a
+//! `locket-demo [WORKERS] [INCREMENTS]` starts WORKERS plugin processes
+//! (`locket-host run counter.wasm`), WORKERS native `locket` processes
+//! (default 2 of each) and one util-linux `flock(1)` process. Each reads a
 //! number from a data file, adds one and writes it back, INCREMENTS times
 //! (default 500), holding the lock file for each step. Without the lock,
 //! increments would be lost; with it, the total is exact. The data lives in its
-//! own file, beside the lock file, which nobody writes.
+//! own file, beside the lock file, which nobody writes. The plugins see the
+//! directory as `/data` and nothing else of the host.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -22,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     }
     let workers: u64 = args
         .first()
-        .map_or(Ok(4), |s| s.parse())
+        .map_or(Ok(2), |s| s.parse())
         .context("WORKERS")?;
     let increments: u64 = args
         .get(1)
@@ -34,20 +37,33 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&data, "0\n")?;
 
     println!(
-        "{workers} locket processes and 1 flock(1) process each add 1 to a shared counter {increments} times"
+        "{workers} plugins (locket-host run counter.wasm), {workers} native locket processes and \
+         1 flock(1) process each add 1 to a shared counter {increments} times"
     );
     let started = Instant::now();
     let me = std::env::current_exe()?;
-    let mut children: Vec<(String, Child)> = (0..workers)
-        .map(|i| {
-            let child = Command::new(&me)
-                .arg("--worker")
-                .args([&lock, &data])
-                .arg(increments.to_string())
-                .spawn()?;
-            Ok((format!("locket worker {i}"), child))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for i in 0..workers {
+        let plugin = locket_tests::host_command(
+            &[&grant],
+            locket_tests::guests::COUNTER,
+            &[
+                "/data/counter.lock",
+                "/data/counter",
+                &increments.to_string(),
+            ],
+        )
+        .spawn()
+        .context("starting locket-host")?;
+        children.push((format!("plugin {i}"), plugin));
+        let native = Command::new(&me)
+            .arg("--worker")
+            .args([&lock, &data])
+            .arg(increments.to_string())
+            .spawn()?;
+        children.push((format!("native locket process {i}"), native));
+    }
     // util-linux flock(1) takes the same lock around a shell increment.
     let script = format!(
         "i=0; while [ $i -lt {increments} ]; do \
@@ -66,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         ensure!(status.success(), "{name} failed: {status}");
     }
     let total: u64 = std::fs::read_to_string(&data)?.trim().parse()?;
-    let expected = (workers + 1) * increments;
+    let expected = (2 * workers + 1) * increments;
     println!(
         "counter = {total}, expected {expected}: {} ({:.2?})",
         if total == expected {

@@ -1,0 +1,139 @@
+//! A plugin driven by lines on stdin, for trying locks by hand and for tests.
+//!
+//! ```text
+//! locket-host run --dir .::. locker.wasm x.lock
+//! ```
+//!
+//! It prints `ready`, then answers each line. A line may start with `#N` to
+//! act on handle N; otherwise it acts on handle 0, which the optional PATH
+//! argument opens at start.
+//!
+//! | line                   | answer                                    |
+//! |------------------------|-------------------------------------------|
+//! | `open PATH`            | `opened N` (a new handle N)               |
+//! | `acquire [MS]`         | `acquired` or `error: KIND: MESSAGE`      |
+//! | `acquire-shared [MS]`  | the same                                  |
+//! | `release`              | `released` or `error: KIND: MESSAGE`      |
+//! | `is-locked`            | `true` or `false`                         |
+//! | `drop`                 | `dropped` (closing the handle)            |
+//! | `open-many PATH N`     | `opened K` handles on PATH-0 ... PATH-(N-1), stopping at the first error, which follows as `error: ...` |
+//! | `args`                 | `args ARGV0 ARG1 ...` (its own arguments) |
+//! | `env NAME`             | `env VALUE`, or `env-unset`               |
+//! | `exit CODE`            | exits with that status                    |
+//! | `trap`                 | traps (a Rust panic)                      |
+//! | `spin`                 | loops forever                             |
+//!
+//! `MS` is a timeout in milliseconds; without it an acquire waits forever.
+//! KIND is the WIT error case: `timeout`, `not-locked`, `deadlock`,
+//! `access-denied`, `invalid-path`, `limit` or `io`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use locket_guest::{Error, Lock, Mode};
+
+fn main() {
+    let mut handles: BTreeMap<usize, Lock> = BTreeMap::new();
+    let mut next = 0;
+    let mut out = std::io::stdout();
+    if let Some(path) = std::env::args().nth(1) {
+        match locket_guest::lock_file(&path) {
+            Ok(lock) => {
+                handles.insert(0, lock);
+                next = 1;
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{}", error_line(&e));
+                locket_guest::exit(1);
+            }
+        }
+    }
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+    let mut kept = Vec::new(); // handles from open-many, kept open
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        let mut id = 0;
+        if let Some(first) = words.first()
+            && let Some(n) = first.strip_prefix('#')
+        {
+            id = n.parse().unwrap_or(usize::MAX);
+            words.remove(0);
+        }
+        let answer = match words.as_slice() {
+            ["open", path] => match locket_guest::lock_file(path) {
+                Ok(lock) => {
+                    handles.insert(next, lock);
+                    next += 1;
+                    format!("opened {}", next - 1)
+                }
+                Err(e) => error_line(&e),
+            },
+            ["open-many", prefix, n] => {
+                let n: usize = n.parse().unwrap_or(0);
+                let mut answer = String::new();
+                let before = kept.len();
+                for i in 0..n {
+                    match locket_guest::lock_file(&format!("{prefix}-{i}")) {
+                        Ok(lock) => kept.push(lock),
+                        Err(e) => {
+                            answer = format!("\n{}", error_line(&e));
+                            break;
+                        }
+                    }
+                }
+                format!("opened {}{answer}", kept.len() - before)
+            }
+            ["args"] => format!("args {}", std::env::args().collect::<Vec<_>>().join(" ")),
+            ["env", name] => {
+                std::env::var(name).map_or_else(|_| "env-unset".to_owned(), |v| format!("env {v}"))
+            }
+            ["exit", code] => locket_guest::exit(code.parse().unwrap_or(1)),
+            ["trap"] => panic!("trap requested"),
+            ["spin"] => loop {
+                std::hint::spin_loop();
+            },
+            [command, rest @ ..] => match handles.get(&id) {
+                None => format!("error: no handle #{id}"),
+                Some(lock) => match (*command, rest) {
+                    ("acquire", t) => acquired(lock, Mode::Exclusive, t),
+                    ("acquire-shared", t) => acquired(lock, Mode::Shared, t),
+                    ("release", []) => match lock.release() {
+                        Ok(()) => "released".to_owned(),
+                        Err(e) => error_line(&e),
+                    },
+                    ("is-locked", []) => lock.is_locked().to_string(),
+                    ("drop", []) => {
+                        handles.remove(&id);
+                        "dropped".to_owned()
+                    }
+                    _ => format!("error: unknown command {line:?}"),
+                },
+            },
+            [] => continue,
+        };
+        let _ = writeln!(out, "{answer}");
+        let _ = out.flush();
+    }
+}
+
+fn acquired(lock: &Lock, mode: Mode, timeout: &[&str]) -> String {
+    let timeout = match timeout {
+        [] => None,
+        [ms] => match ms.parse() {
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(_) => return format!("error: bad timeout {ms:?}"),
+        },
+        _ => return "error: too many arguments".to_owned(),
+    };
+    match lock.acquire_with(mode, timeout) {
+        Ok(()) => "acquired".to_owned(),
+        Err(e) => error_line(&e),
+    }
+}
+
+fn error_line(e: &Error) -> String {
+    format!("error: {e}")
+}

@@ -1,0 +1,122 @@
+//! Small value parsers for the command line, in the style of `wasmtime run`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A `--dir HOST[::GUEST]` value.
+#[derive(Debug, Clone)]
+pub struct DirArg {
+    pub host: PathBuf,
+    pub guest: String,
+}
+
+/// Parses `HOST[::GUEST]`; without `::GUEST` the guest sees the directory
+/// under the host path as written. The host directory must exist.
+pub fn parse_dir(s: &str) -> Result<DirArg, String> {
+    let (host, guest) = match s.split_once("::") {
+        Some((host, guest)) => (host, guest),
+        None => (s, s),
+    };
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!("expected HOST[::GUEST], got {s:?}"));
+    }
+    match std::fs::metadata(host) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(format!("{host} is not a directory")),
+        Err(e) => return Err(format!("{host}: {e}")),
+    }
+    Ok(DirArg {
+        host: PathBuf::from(host),
+        guest: guest.to_owned(),
+    })
+}
+
+/// Parses `NAME[=VAL]`; a bare NAME passes the host's value through.
+pub fn parse_env(s: &str) -> Result<(String, Option<String>), String> {
+    let (name, value) = match s.split_once('=') {
+        Some((name, value)) => (name, Some(value.to_owned())),
+        None => (s, None),
+    };
+    if name.is_empty() {
+        return Err(format!("expected NAME[=VAL], got {s:?}"));
+    }
+    Ok((name.to_owned(), value))
+}
+
+/// Parses a duration: a number with an optional unit (`ns`, `us`, `ms`, `s`,
+/// `m`, `h`); a bare number is seconds, and fractions are allowed
+/// (`500ms`, `2s`, `1m`, `0.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().map_err(|_| {
+        format!(
+            "invalid duration {s:?}: expected a number with an optional unit, like 500ms, 2s or 1m"
+        )
+    })?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {other:?} (use ns, us, ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_fractions_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        for bad in ["", "ms", "-1s", "1.2.3s", "5 parsecs", "1e9999"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn dirs_take_an_optional_guest_path_and_must_exist() {
+        let d = parse_dir("/tmp::/data").unwrap();
+        assert_eq!(
+            (d.host, d.guest),
+            (PathBuf::from("/tmp"), "/data".to_owned())
+        );
+        let d = parse_dir("/tmp").unwrap();
+        assert_eq!(d.guest, "/tmp");
+        assert!(
+            parse_dir("/no/such/dir")
+                .unwrap_err()
+                .contains("No such file")
+        );
+        assert!(
+            parse_dir("/etc/hostname")
+                .unwrap_err()
+                .contains("not a directory")
+        );
+        assert!(parse_dir("::/x").is_err());
+    }
+
+    #[test]
+    fn env_takes_an_optional_value() {
+        assert_eq!(parse_env("A=1"), Ok(("A".into(), Some("1".into()))));
+        assert_eq!(parse_env("A="), Ok(("A".into(), Some(String::new()))));
+        assert_eq!(parse_env("A"), Ok(("A".into(), None)));
+        assert!(parse_env("=1").is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! The per-store state of the `locket` interface and its host implementation.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use locket::{LockError, LockGroup, Mode};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::generated::locket::lock::locket::{self as wit, Error};
+use crate::grants::Grants;
+
+/// The default cap on lock handles per instance (`--max-locks`).
+pub const DEFAULT_MAX_LOCKS: usize = 1024;
+
+/// The `locket` state of one store (one guest instance).
+///
+/// It holds the grants the guest may lock under, the instance's lock group
+/// (for self-deadlock detection), its handle cap and, optionally, a deadline
+/// after which every wait ends and the guest traps with [`DeadlineExceeded`].
+#[derive(Debug)]
+pub struct LocketCtx {
+    grants: Arc<Grants>,
+    group: LockGroup,
+    max_locks: usize,
+    live: usize,
+    deadline: Option<Instant>,
+}
+
+impl LocketCtx {
+    /// State for a guest that may lock files under `grants`, with at most
+    /// [`DEFAULT_MAX_LOCKS`] handles and no deadline.
+    #[must_use]
+    pub fn new(grants: Arc<Grants>) -> Self {
+        Self {
+            grants,
+            group: LockGroup::new(),
+            max_locks: DEFAULT_MAX_LOCKS,
+            live: 0,
+            deadline: None,
+        }
+    }
+
+    /// Caps the number of lock handles the guest may have at once; the next
+    /// `lock-file` fails with `limit`.
+    #[must_use]
+    pub fn with_max_locks(mut self, max_locks: usize) -> Self {
+        self.max_locks = max_locks;
+        self
+    }
+
+    /// Sets the time by which the guest must be done. A wait for a lock never
+    /// goes past it: when it would, the guest traps with [`DeadlineExceeded`].
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How many lock handles the guest has now.
+    #[must_use]
+    pub fn live_handles(&self) -> usize {
+        self.live
+    }
+}
+
+/// The trap raised when a guest's deadline expires while it waits for a lock.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the run's time limit expired while the guest waited for a lock")]
+pub struct DeadlineExceeded;
+
+/// A guest's lock handle: the host side of the `lock` resource.
+#[derive(Debug)]
+pub struct LockHandle {
+    lock: locket::Lock,
+}
+
+/// A borrowed view of a store's `locket` state and its resource table.
+pub struct LocketCtxView<'a> {
+    /// The `locket` state.
+    pub ctx: &'a mut LocketCtx,
+    /// The store's resource table, where lock handles live.
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by a store's data to give the `locket` host its state.
+pub trait LocketView: Send {
+    /// The `locket` state and resource table of this store.
+    fn locket(&mut self) -> LocketCtxView<'_>;
+}
+
+struct HasLocket;
+
+impl HasData for HasLocket {
+    type Data<'a> = LocketCtxView<'a>;
+}
+
+/// Adds the `locket:lock/locket` interface to `linker`, for stores whose data
+/// implements [`LocketView`].
+///
+/// # Errors
+///
+/// If the linker already defines the interface.
+pub fn add_to_linker<T: LocketView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasLocket>(linker, T::locket)
+}
+
+impl wit::Host for LocketCtxView<'_> {
+    fn lock_file(&mut self, path: String) -> wasmtime::Result<Result<Resource<LockHandle>, Error>> {
+        let opener = match self.ctx.grants.resolve(&path) {
+            Ok(opener) => opener,
+            Err(crate::grants::PathError::OutsideGrants) => return Ok(Err(Error::AccessDenied)),
+            Err(e) => return Ok(Err(Error::InvalidPath(e.reason().to_owned()))),
+        };
+        if self.ctx.live >= self.ctx.max_locks {
+            return Ok(Err(Error::Limit));
+        }
+        let lock = self.ctx.group.lock_with_opener(path, opener);
+        let handle = self.table.push(LockHandle { lock })?;
+        self.ctx.live += 1;
+        Ok(Ok(handle))
+    }
+}
+
+impl LocketCtxView<'_> {
+    fn acquire(
+        &mut self,
+        handle: Resource<LockHandle>,
+        mode: Mode,
+        timeout: Option<u64>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let asked = timeout.map(Duration::from_nanos);
+        // Never wait past the deadline; remember whether it is what limits us.
+        let (wait, limited_by_deadline) = match self.ctx.deadline {
+            None => (asked, false),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match asked {
+                    Some(t) if t <= left => (Some(t), false),
+                    _ => (Some(left), true),
+                }
+            }
+        };
+        let lock = &self.table.get(&handle)?.lock;
+        match lock.acquire_with(mode, wait) {
+            Ok(()) => Ok(Ok(())),
+            Err(LockError::Timeout { .. }) if limited_by_deadline => Err(DeadlineExceeded.into()),
+            Err(e) => Ok(Err(to_wit(e))),
+        }
+    }
+}
+
+impl wit::HostLock for LocketCtxView<'_> {
+    fn acquire(
+        &mut self,
+        handle: Resource<LockHandle>,
+        timeout: Option<u64>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        LocketCtxView::acquire(self, handle, Mode::Exclusive, timeout)
+    }
+
+    fn acquire_shared(
+        &mut self,
+        handle: Resource<LockHandle>,
+        timeout: Option<u64>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        LocketCtxView::acquire(self, handle, Mode::Shared, timeout)
+    }
+
+    fn release(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<Result<(), Error>> {
+        let lock = &self.table.get(&handle)?.lock;
+        Ok(lock.release().map_err(to_wit))
+    }
+
+    fn is_locked(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&handle)?.lock.is_locked())
+    }
+
+    fn drop(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<()> {
+        // Dropping the lock closes its file, which releases it.
+        self.table.delete(handle)?;
+        self.ctx.live = self.ctx.live.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Maps a `locket` error to the guest-visible WIT error. Messages name the
+/// guest's path, never the host's.
+fn to_wit(e: LockError) -> Error {
+    match e {
+        LockError::Timeout { .. } => Error::Timeout,
+        LockError::NotLocked { .. } => Error::NotLocked,
+        LockError::AlreadyLocked { .. } | LockError::Deadlock { .. } => Error::Deadlock,
+        LockError::AccessDenied { .. } => Error::AccessDenied,
+        LockError::InvalidPath { reason, .. } => Error::InvalidPath(reason.to_owned()),
+        LockError::NotRegularFile { kind, .. } => {
+            Error::InvalidPath(format!("it is a {kind}, not a regular file"))
+        }
+        LockError::MissingParent { .. } => {
+            Error::Io("the lock file's parent directory does not exist".to_owned())
+        }
+        LockError::Io { source, .. } => Error::Io(source.to_string()),
+        other => Error::Io(other.to_string()),
+    }
+}

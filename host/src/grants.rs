@@ -1,0 +1,400 @@
+//! Directories granted to a guest, and how guest paths resolve against them.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, FileTypeExt, MetadataExt, OpenOptions, OpenOptionsExt};
+use locket::{FileId, OpenError, Opener};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// What a guest may do under a granted directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Lock existing files only; a missing lock file is `access-denied`.
+    ReadOnly,
+    /// Lock files, creating them when they are missing.
+    ReadWrite,
+}
+
+/// One host directory made visible to the guest under a guest path.
+#[derive(Debug)]
+pub struct Grant {
+    host: PathBuf,
+    guest: String,
+    guest_parts: Normal,
+    access: Access,
+    dir: Arc<Dir>,
+}
+
+impl Grant {
+    /// The directory on the host.
+    #[must_use]
+    pub fn host(&self) -> &Path {
+        &self.host
+    }
+
+    /// The path under which the guest sees it.
+    #[must_use]
+    pub fn guest(&self) -> &str {
+        &self.guest
+    }
+
+    /// What the guest may do under it.
+    #[must_use]
+    pub fn access(&self) -> Access {
+        self.access
+    }
+}
+
+/// Why a directory could not be granted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// The host directory could not be opened (missing, not a directory,
+    /// no permission, ...).
+    #[error("cannot grant {}: {source}", host.display())]
+    Open {
+        /// The host directory.
+        host: PathBuf,
+        /// Why it could not be opened.
+        #[source]
+        source: io::Error,
+    },
+    /// The guest path is empty, contains NUL or `..`.
+    #[error("invalid guest path {guest:?} for {}: {reason}", host.display())]
+    GuestPath {
+        /// The host directory.
+        host: PathBuf,
+        /// The guest path.
+        guest: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// wasmtime-wasi refused the preopen.
+    #[error("cannot preopen {}: {message}", host.display())]
+    Preopen {
+        /// The host directory.
+        host: PathBuf,
+        /// wasmtime-wasi's message.
+        message: String,
+    },
+}
+
+/// The directories a guest may reach, configuring both its WASI filesystem
+/// (preopens) and its locks, so that the two can never disagree.
+///
+/// ```no_run
+/// use locket_host::{Access, Grants};
+///
+/// # fn main() -> Result<(), locket_host::GrantError> {
+/// let mut grants = Grants::new();
+/// grants.grant("/srv/shared", "/data", Access::ReadWrite)?;
+/// grants.grant("/etc/app", "/config", Access::ReadOnly)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct Grants {
+    grants: Vec<Grant>,
+}
+
+impl Grants {
+    /// No directories at all: every path is `access-denied`.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Grants the host directory `host` to the guest as `guest` (for example
+    /// `/data`, or `.` for the directory that relative paths resolve against).
+    ///
+    /// # Errors
+    ///
+    /// [`GrantError::Open`] if `host` is not a directory that can be opened,
+    /// [`GrantError::GuestPath`] if `guest` is empty, contains NUL, ends in a
+    /// slash or climbs with `..`.
+    pub fn grant(
+        &mut self,
+        host: impl AsRef<Path>,
+        guest: &str,
+        access: Access,
+    ) -> Result<&mut Self, GrantError> {
+        let host = host.as_ref().to_path_buf();
+        let guest_parts = Normal::parse(guest).map_err(|e| GrantError::GuestPath {
+            host: host.clone(),
+            guest: guest.to_owned(),
+            reason: e.reason(),
+        })?;
+        let dir = Dir::open_ambient_dir(&host, ambient_authority()).map_err(|source| {
+            GrantError::Open {
+                host: host.clone(),
+                source,
+            }
+        })?;
+        self.grants.push(Grant {
+            host,
+            guest: guest.to_owned(),
+            guest_parts,
+            access,
+            dir: Arc::new(dir),
+        });
+        Ok(self)
+    }
+
+    /// The grants, in the order they were made.
+    pub fn iter(&self) -> impl Iterator<Item = &Grant> {
+        self.grants.iter()
+    }
+
+    /// Preopens every grant in a WASI context, with the same access.
+    ///
+    /// # Errors
+    ///
+    /// [`GrantError::Preopen`] if wasmtime-wasi cannot open a directory.
+    pub fn add_to_wasi(&self, builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
+        for g in &self.grants {
+            let perms = match g.access {
+                Access::ReadOnly => FsPerms::ReadOnly,
+                Access::ReadWrite => FsPerms::ReadWrite,
+            };
+            builder
+                .preopened_dir(&g.host, &g.guest, perms)
+                .map_err(|e| GrantError::Preopen {
+                    host: g.host.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a guest path lexically: the grant it falls under and the path
+    /// relative to that grant's directory.
+    pub(crate) fn resolve(&self, path: &str) -> Result<GrantOpener, PathError> {
+        let normal = Normal::parse(path)?;
+        let grant = self
+            .grants
+            .iter()
+            .filter(|g| g.guest_parts.contains(&normal))
+            .max_by_key(|g| g.guest_parts.parts.len())
+            .ok_or(PathError::OutsideGrants)?;
+        let rest = &normal.parts[grant.guest_parts.parts.len()..];
+        let relative = if rest.is_empty() {
+            PathBuf::from(".")
+        } else {
+            rest.iter().collect()
+        };
+        Ok(GrantOpener {
+            dir: Arc::clone(&grant.dir),
+            relative,
+            access: grant.access,
+        })
+    }
+}
+
+/// Why a guest path was refused before touching the filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathError {
+    Empty,
+    Nul,
+    TrailingSlash,
+    /// Outside every grant: no grant's guest path is a prefix, or `..` climbs
+    /// out of the relative root.
+    OutsideGrants,
+}
+
+impl PathError {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::Empty => "the path is empty",
+            Self::Nul => "the path contains a NUL byte",
+            Self::TrailingSlash => "a trailing slash names a directory, not a lock file",
+            Self::OutsideGrants => "the path is outside the granted directories",
+        }
+    }
+}
+
+/// A path with `.`, `..` and repeated slashes resolved lexically.
+///
+/// `..` at the root of an absolute path stays at the root, as in POSIX; `..`
+/// above the start of a relative path is outside every grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Normal {
+    absolute: bool,
+    parts: Vec<String>,
+}
+
+impl Normal {
+    fn parse(path: &str) -> Result<Self, PathError> {
+        if path.is_empty() {
+            return Err(PathError::Empty);
+        }
+        if path.contains('\0') {
+            return Err(PathError::Nul);
+        }
+        if path.len() > 1 && path.ends_with('/') {
+            return Err(PathError::TrailingSlash);
+        }
+        let absolute = path.starts_with('/');
+        let mut parts: Vec<String> = Vec::new();
+        for part in path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if parts.pop().is_none() && !absolute {
+                        return Err(PathError::OutsideGrants);
+                    }
+                }
+                other => parts.push(other.to_owned()),
+            }
+        }
+        Ok(Self { absolute, parts })
+    }
+
+    /// Whether `other` is this path or lies beneath it, component by component.
+    fn contains(&self, other: &Normal) -> bool {
+        self.absolute == other.absolute && other.parts.starts_with(&self.parts)
+    }
+}
+
+/// Opens a lock file beneath a granted directory, for the `locket` crate.
+///
+/// cap-std resolves the path inside the directory, so `..`, absolute symlinks
+/// and symlinks that leave the directory fail with `PermissionDenied`, which
+/// the guest sees as `access-denied`.
+#[derive(Debug)]
+pub(crate) struct GrantOpener {
+    dir: Arc<Dir>,
+    relative: PathBuf,
+    access: Access,
+}
+
+impl Opener for GrantOpener {
+    fn open(&self) -> Result<File, OpenError> {
+        match self.dir.metadata(&self.relative) {
+            Ok(meta) => {
+                if let Some(kind) = non_regular_kind(&meta) {
+                    return Err(OpenError::NotRegularFile(kind));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        // A FIFO or terminal can neither block the open nor become our
+        // controlling terminal; cap-std adds O_CLOEXEC.
+        let flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+        let mut read = OpenOptions::new();
+        read.read(true).custom_flags(flags);
+        let file = match self.dir.open_with(&self.relative, &read) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.access {
+                Access::ReadWrite => {
+                    let mut create = OpenOptions::new();
+                    create
+                        .write(true)
+                        .create(true)
+                        .mode(0o666)
+                        .custom_flags(flags);
+                    self.dir.open_with(&self.relative, &create)?
+                }
+                Access::ReadOnly => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "the lock file does not exist and its directory is granted read-only",
+                    )
+                    .into());
+                }
+            },
+            other => other?,
+        };
+        Ok(file.into_std())
+    }
+
+    fn identify(&self) -> io::Result<Option<FileId>> {
+        match self.dir.metadata(&self.relative) {
+            Ok(meta) => Ok(Some(FileId::from_dev_ino(meta.dev(), meta.ino()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn non_regular_kind(meta: &cap_std::fs::Metadata) -> Option<&'static str> {
+    let ft = meta.file_type();
+    if ft.is_file() {
+        None
+    } else if ft.is_dir() {
+        Some("directory")
+    } else if ft.is_fifo() {
+        Some("FIFO")
+    } else if ft.is_socket() {
+        Some("socket")
+    } else if ft.is_char_device() {
+        Some("character device")
+    } else if ft.is_block_device() {
+        Some("block device")
+    } else {
+        Some("special file")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(list: &[&str]) -> (tempfile::TempDir, Grants) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = Grants::new();
+        for guest in list {
+            g.grant(dir.path(), guest, Access::ReadWrite).unwrap();
+        }
+        (dir, g)
+    }
+
+    fn resolved(g: &Grants, path: &str) -> Result<PathBuf, PathError> {
+        g.resolve(path).map(|o| o.relative)
+    }
+
+    #[test]
+    fn prefixes_match_whole_components_and_the_longest_wins() {
+        let (_d, g) = grants(&["/data", "/data/sub", "."]);
+        assert_eq!(resolved(&g, "/data/x.lock"), Ok("x.lock".into()));
+        assert_eq!(resolved(&g, "/data/sub/x.lock"), Ok("x.lock".into()));
+        assert_eq!(resolved(&g, "/data/subway/x"), Ok("subway/x".into()));
+        assert_eq!(resolved(&g, "/database/x"), Err(PathError::OutsideGrants));
+        assert_eq!(resolved(&g, "x.lock"), Ok("x.lock".into()));
+        assert_eq!(resolved(&g, "./a//b/./x"), Ok("a/b/x".into()));
+        assert_eq!(resolved(&g, "/data"), Ok(".".into()));
+    }
+
+    #[test]
+    fn dot_dot_is_resolved_lexically_and_cannot_climb_out() {
+        let (_d, g) = grants(&["/data", "."]);
+        assert_eq!(resolved(&g, "/data/sub/../x"), Ok("x".into()));
+        assert_eq!(
+            resolved(&g, "/data/../etc/passwd"),
+            Err(PathError::OutsideGrants)
+        );
+        assert_eq!(resolved(&g, "../x"), Err(PathError::OutsideGrants));
+        assert_eq!(resolved(&g, "a/../../x"), Err(PathError::OutsideGrants));
+        assert_eq!(resolved(&g, "/../../data/x"), Ok("x".into()));
+    }
+
+    #[test]
+    fn bad_text_is_refused() {
+        let (_d, g) = grants(&["/"]);
+        assert_eq!(resolved(&g, ""), Err(PathError::Empty));
+        assert_eq!(resolved(&g, "/a\0b"), Err(PathError::Nul));
+        assert_eq!(resolved(&g, "/x.lock/"), Err(PathError::TrailingSlash));
+        assert_eq!(resolved(&g, "/"), Ok(".".into()));
+        assert_eq!(resolved(&g, "relative"), Err(PathError::OutsideGrants));
+    }
+
+    #[test]
+    fn no_grants_means_nothing_resolves() {
+        let g = Grants::new();
+        assert_eq!(resolved(&g, "/x"), Err(PathError::OutsideGrants));
+        assert_eq!(resolved(&g, "x"), Err(PathError::OutsideGrants));
+    }
+}

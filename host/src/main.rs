@@ -1,0 +1,296 @@
+//! `locket-host`: runs WebAssembly plugin components that lock files beside
+//! native processes.
+
+mod cli;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Parser, Subcommand};
+use locket_host::{
+    Access, DEFAULT_MAX_LOCKS, DeadlineExceeded, Grants, LocketCtx, LocketCtxView, LocketView,
+};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+use crate::cli::DirArg;
+
+/// Exit code for load, usage and validation errors.
+const EXIT_USAGE: u8 = 2;
+/// Exit code when `--timeout` expires, as timeout(1) uses.
+const EXIT_TIMEOUT: u8 = 124;
+/// Exit code when the guest traps, as for an abort.
+const EXIT_TRAP: u8 = 134;
+
+/// Run WebAssembly plugins that take real file locks, shared with native
+/// processes (Python's locket and filelock, flock(1), Rust's locket).
+#[derive(Parser)]
+#[command(name = "locket-host", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a plugin component (world `locket:lock/plugin`).
+    ///
+    /// Example: locket-host run --dir ./shared::/data counter.wasm /data/counter 100
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Grant a host directory to the plugin, read-write, under the guest path
+    /// GUEST (by default the host path as written). Repeatable.
+    /// Example: --dir ./shared::/data
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = cli::parse_dir)]
+    dirs: Vec<DirArg>,
+
+    /// Grant a host directory read-only: the plugin may lock files that exist
+    /// there but not create any. Example: --dir-ro /etc/app::/config
+    #[arg(long = "dir-ro", value_name = "HOST[::GUEST]", value_parser = cli::parse_dir)]
+    dirs_ro: Vec<DirArg>,
+
+    /// Set an environment variable for the plugin; a bare NAME passes the
+    /// host's value through. Example: --env RUST_LOG=debug --env HOME
+    #[arg(long = "env", value_name = "NAME[=VAL]", value_parser = cli::parse_env)]
+    envs: Vec<(String, Option<String>)>,
+
+    /// Stop the plugin after this long, exiting with code 124 and releasing its
+    /// locks, even while it waits for a lock. A bare number is seconds.
+    /// Example: --timeout 500ms, --timeout 2s, --timeout 1m
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration)]
+    timeout: Option<Duration>,
+
+    /// The most lock handles the plugin may have at once; more fail with
+    /// `limit`. Example: --max-locks 64
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LOCKS)]
+    max_locks: usize,
+
+    /// Compile the plugin afresh instead of using the compilation cache
+    /// (which lives in $LOCKET_CACHE_DIR, or wasmtime's default cache
+    /// directory).
+    #[arg(long)]
+    no_cache: bool,
+
+    /// The plugin component, then its arguments, passed verbatim (even
+    /// `--help`). Example: plugin.wasm --verbose input.txt
+    #[arg(
+        value_name = "PLUGIN.wasm [ARGS]",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    plugin_and_args: Vec<OsString>,
+}
+
+struct State {
+    wasi: WasiCtx,
+    locket: LocketCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl LocketView for State {
+    fn locket(&mut self) -> LocketCtxView<'_> {
+        LocketCtxView {
+            ctx: &mut self.locket,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let Command::Run(args) = Cli::parse().command;
+    raise_fd_limit();
+    match run(args) {
+        Ok(code) => code,
+        // Errors before the plugin starts: loading, validation, set-up.
+        Err(e) => {
+            eprintln!("locket-host: error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Runs the plugin. An `Err` is a failure before it started; the plugin's own
+/// outcome is the exit code.
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (plugin, guest_args) = args
+        .plugin_and_args
+        .split_first()
+        .map(|(p, rest)| (PathBuf::from(p), rest))
+        .context("no plugin given")?;
+    let mut config = Config::new();
+    config.epoch_interruption(args.timeout.is_some());
+    if !args.no_cache {
+        config.cache(Some(cache()?));
+    }
+    let engine = Engine::new(&config)?;
+    let component = load(&engine, &plugin)?;
+
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    locket_host::add_to_linker(&mut linker)?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{} cannot run here", plugin.display()))?;
+    let command = CommandPre::new(pre)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "{} is not a command component (it does not export wasi:cli/run)",
+                plugin.display()
+            )
+        })?;
+
+    let mut grants = Grants::new();
+    for (list, access) in [
+        (&args.dirs, Access::ReadWrite),
+        (&args.dirs_ro, Access::ReadOnly),
+    ] {
+        for d in list {
+            grants.grant(&d.host, &d.guest, access)?;
+        }
+    }
+    let mut wasi = WasiCtx::builder();
+    wasi.inherit_stdio();
+    let argv0 = plugin
+        .file_name()
+        .map_or_else(|| plugin.to_string_lossy(), |n| n.to_string_lossy());
+    wasi.arg(argv0);
+    for a in guest_args {
+        let a = a
+            .to_str()
+            .ok_or_else(|| anyhow!("plugin argument {a:?} is not valid UTF-8"))?;
+        wasi.arg(a);
+    }
+    for (name, value) in &args.envs {
+        match value {
+            Some(v) => wasi.env(name, v),
+            None => match std::env::var(name) {
+                Ok(v) => wasi.env(name, v),
+                Err(_) => &mut wasi,
+            },
+        };
+    }
+    grants.add_to_wasi(&mut wasi)?;
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let state = State {
+        wasi: wasi.build(),
+        locket: LocketCtx::new(Arc::new(grants))
+            .with_max_locks(args.max_locks)
+            .with_deadline(deadline),
+        table: ResourceTable::new(),
+    };
+    let mut store = Store::new(&engine, state);
+    if let Some(timeout) = args.timeout {
+        store.set_epoch_deadline(1);
+        start_timer(engine.clone(), timeout);
+    }
+
+    // From here on the plugin runs: its failures have their own exit codes.
+    let outcome = command
+        .instantiate(&mut store)
+        .and_then(|c| c.wasi_cli_run().call_run(&mut store));
+    drop(store); // releases every lock the plugin still held
+    Ok(match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(())) => ExitCode::FAILURE,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                ExitCode::from(u8::try_from(exit.0).unwrap_or(1))
+            } else if e.downcast_ref::<DeadlineExceeded>().is_some()
+                || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+            {
+                let t = args.timeout.unwrap_or_default();
+                eprintln!("locket-host: error: the plugin timed out after {t:?} (--timeout)");
+                ExitCode::from(EXIT_TIMEOUT)
+            } else {
+                eprintln!("locket-host: error: the plugin trapped: {e:?}");
+                ExitCode::from(EXIT_TRAP)
+            }
+        }
+    })
+}
+
+/// Reads and compiles the plugin, with a one-line reason when it is not a
+/// component.
+fn load(engine: &Engine, plugin: &Path) -> anyhow::Result<Component> {
+    let bytes =
+        std::fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))?;
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || !bytes.starts_with(MAGIC) {
+        anyhow::bail!("{} is not a WebAssembly file", plugin.display());
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        anyhow::bail!(
+            "{} is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
+             or wrap it with `wasm-tools component new`",
+            plugin.display()
+        );
+    }
+    Component::new(engine, &bytes).map_err(|e| {
+        anyhow!(
+            "{} is not a valid component: {}",
+            plugin.display(),
+            e.root_cause()
+        )
+    })
+}
+
+/// wasmtime's compilation cache, in `$LOCKET_CACHE_DIR` if that is set.
+fn cache() -> anyhow::Result<wasmtime::Cache> {
+    let mut config = wasmtime::CacheConfig::new();
+    if let Some(dir) = std::env::var_os("LOCKET_CACHE_DIR") {
+        let dir = std::path::absolute(&dir)
+            .with_context(|| format!("LOCKET_CACHE_DIR={}", PathBuf::from(&dir).display()))?;
+        config.with_directory(dir);
+    }
+    wasmtime::Cache::new(config)
+        .map_err(anyhow::Error::from)
+        .context("cannot set up the compilation cache")
+}
+
+/// Interrupts the plugin at the deadline; if it is stuck outside wasm (in a
+/// blocking WASI call), ends the process shortly after, which the kernel
+/// follows by releasing every lock.
+fn start_timer(engine: Engine, timeout: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        engine.increment_epoch();
+        std::thread::sleep(Duration::from_secs(1));
+        eprintln!("locket-host: error: the plugin timed out after {timeout:?} (--timeout)");
+        std::process::exit(EXIT_TIMEOUT.into());
+    });
+}
+
+/// Raises the soft limit on open files to the hard limit, so that plugins
+/// reach `--max-locks` before the process runs out of descriptors.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit read and write a local rlimit struct.
+    unsafe {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

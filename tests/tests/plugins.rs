@@ -1,0 +1,267 @@
+//! Plugins under the real `locket-host`, against native processes: each
+//! guest is a `locket-host run` process, each native locker a
+//! `locket-helper` process.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use locket_tests::{LineProcess, PROMPT, guests, host_command};
+
+/// How soon a waiter must get the lock after release in these tests: a
+/// generous bound on a loaded machine (the benchmark measures the real
+/// hand-off, in microseconds).
+const SOON: Duration = Duration::from_secs(2);
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// `--dir DIR::/data` for a scratch directory.
+fn grant(dir: &Path) -> String {
+    format!("--dir={}::/data", dir.display())
+}
+
+/// A locker plugin with handle 0 on `/data/x.lock`.
+fn locker(dir: &Path) -> LineProcess {
+    LineProcess::plugin(&[&grant(dir)], guests::LOCKER, &["/data/x.lock"]).unwrap()
+}
+
+fn native(dir: &Path) -> LineProcess {
+    LineProcess::helper(&dir.join("x.lock")).unwrap()
+}
+
+#[test]
+fn a_plugin_waits_for_a_native_holder_and_gets_the_lock_soon_after() {
+    let dir = scratch();
+    for request in ["acquire", "acquire 60000", "acquire-shared"] {
+        let mut holder = native(dir.path());
+        let mut plugin = locker(dir.path());
+        holder.ask("acquire", "acquired").unwrap();
+        plugin.send(request).unwrap();
+        assert_eq!(
+            plugin.maybe_line(Duration::from_millis(100)),
+            None,
+            "{request}"
+        );
+        holder.ask("release", "released").unwrap();
+        assert_eq!(plugin.line_within(SOON).unwrap(), "acquired", "{request}");
+        holder.ask("acquire 0", "error: timeout").unwrap();
+    }
+}
+
+#[test]
+fn a_native_process_waits_for_a_plugin_holder_and_gets_the_lock_soon_after() {
+    let dir = scratch();
+    for request in ["acquire", "acquire 60000"] {
+        let mut plugin = locker(dir.path());
+        let mut waiter = native(dir.path());
+        plugin.ask("acquire", "acquired").unwrap();
+        waiter.send(request).unwrap();
+        assert_eq!(waiter.maybe_line(Duration::from_millis(100)), None);
+        plugin.ask("release", "released").unwrap();
+        assert_eq!(waiter.line_within(SOON).unwrap(), "acquired");
+        plugin.ask("acquire 0", "error: timeout").unwrap();
+    }
+}
+
+#[test]
+fn timeout_zero_fails_at_once_and_a_timeout_expires_on_time_in_a_plugin() {
+    let dir = scratch();
+    let mut holder = native(dir.path());
+    holder.ask("acquire-shared", "acquired").unwrap();
+    let mut plugin = locker(dir.path());
+    plugin.ask("acquire 0", "error: timeout").unwrap();
+    plugin.ask("acquire-shared 0", "acquired").unwrap();
+    plugin.ask("release", "released").unwrap();
+    let started = Instant::now();
+    plugin.send("acquire 300").unwrap();
+    let line = plugin
+        .line_within(Duration::from_millis(300) + PROMPT)
+        .unwrap();
+    assert!(line.starts_with("error: timeout"), "{line}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    plugin.ask("is-locked", "false").unwrap();
+}
+
+#[test]
+fn two_plugins_exclude_each_other() {
+    let dir = scratch();
+    let mut a = locker(dir.path());
+    let mut b = locker(dir.path());
+    a.ask("acquire", "acquired").unwrap();
+    b.ask("acquire 0", "error: timeout").unwrap();
+    b.send("acquire").unwrap();
+    a.ask("release", "released").unwrap();
+    assert_eq!(b.line_within(SOON).unwrap(), "acquired");
+}
+
+#[test]
+fn every_error_case_is_reachable_and_correct() {
+    let dir = scratch();
+    let d = dir.path();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    let fifo = d.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink("/etc/hostname", d.join("out-abs")).unwrap();
+    std::os::unix::fs::symlink("../../outside.lock", d.join("sub/out-rel")).unwrap();
+    let mut p = LineProcess::plugin(&[&grant(d), "--max-locks=8"], guests::LOCKER, &[]).unwrap();
+
+    // lock-file: what the text shows.
+    p.ask("open /data/a.lock", "opened 0").unwrap();
+    p.ask("open /etc/passwd", "error: access-denied").unwrap();
+    p.ask("open /data/../etc/passwd", "error: access-denied")
+        .unwrap();
+    p.ask("open relative.lock", "error: access-denied").unwrap();
+    p.ask("open /data/x.lock/", "error: invalid-path").unwrap();
+
+    // acquire: what the filesystem shows.
+    p.ask("release", "error: not-locked").unwrap();
+    p.ask("acquire", "acquired").unwrap();
+    p.ask("acquire 0", "error: deadlock").unwrap(); // the same handle again
+    p.ask("acquire-shared", "error: deadlock").unwrap();
+    p.ask("open /data/./sub/../a.lock", "opened 1").unwrap();
+    p.ask("#1 acquire", "error: deadlock").unwrap(); // another handle, same file, no timeout: at once
+    p.ask("release", "released").unwrap();
+    p.ask("#1 acquire-shared", "acquired").unwrap();
+    p.ask("acquire-shared", "acquired").unwrap(); // shared + shared is fine
+    p.ask("#1 release", "released").unwrap();
+
+    p.ask("open /data/sub", "opened 2").unwrap();
+    p.ask("#2 acquire", "error: invalid-path").unwrap();
+    p.ask("open /data/fifo", "opened 3").unwrap();
+    let line = p.ask("#3 acquire", "error: invalid-path").unwrap();
+    assert!(line.contains("FIFO"), "{line}");
+    p.ask("open /data/out-abs", "opened 4").unwrap();
+    p.ask("#4 acquire", "error: access-denied").unwrap();
+    p.ask("open /data/sub/out-rel", "opened 5").unwrap();
+    p.ask("#5 acquire", "error: access-denied").unwrap();
+    p.ask("open /data/missing/x.lock", "opened 6").unwrap();
+    p.ask("#6 acquire", "error: io").unwrap();
+
+    // limit: 7 handles are open, the cap is 8.
+    p.ask("open-many /data/many 5", "opened 1").unwrap();
+    p.expect("error: limit").unwrap();
+    p.ask("#2 drop", "dropped").unwrap();
+    p.ask("open /data/b.lock", "opened 7").unwrap();
+
+    // Nothing was created outside the grant, and the symlink targets are untouched.
+    assert!(!d.parent().unwrap().join("outside.lock").exists());
+    assert!(!d.join("missing").exists());
+}
+
+#[test]
+fn a_read_only_grant_locks_existing_files_but_creates_none() {
+    let dir = scratch();
+    std::fs::write(dir.path().join("exists.lock"), "").unwrap();
+    let ro = format!("--dir-ro={}::/ro", dir.path().display());
+    let mut p = LineProcess::plugin(&[&ro], guests::LOCKER, &[]).unwrap();
+    p.ask("open /ro/exists.lock", "opened 0").unwrap();
+    p.ask("acquire", "acquired").unwrap();
+    p.ask("open /ro/new.lock", "opened 1").unwrap();
+    p.ask("#1 acquire", "error: access-denied").unwrap();
+    assert!(!dir.path().join("new.lock").exists());
+    native(dir.path()).ask("acquire 0", "acquired").unwrap(); // x.lock, a different file
+    LineProcess::helper(&dir.path().join("exists.lock"))
+        .unwrap()
+        .ask("acquire 0", "error: timeout")
+        .unwrap();
+}
+
+/// Runs `locker` holding `/data/x.lock`, sends `then`, and checks the exit
+/// code and that a native waiter gets the lock afterwards.
+fn ends_and_frees(host_args: &[&str], then: &str, code: i32) {
+    let dir = scratch();
+    let g = grant(dir.path());
+    let mut args = vec![g.as_str()];
+    args.extend_from_slice(host_args);
+    let command = host_command(&args, guests::LOCKER, &["/data/x.lock"]);
+    let mut waiter = native(dir.path());
+    let mut plugin = LineProcess::spawn(command).unwrap();
+    plugin.ask("acquire", "acquired").unwrap();
+    waiter.send("acquire").unwrap();
+    plugin.send(then).unwrap();
+    assert_eq!(
+        waiter.line_within(PROMPT).unwrap(),
+        "acquired",
+        "after {then}"
+    );
+    assert_eq!(plugin.wait().unwrap().code(), Some(code), "after {then}");
+}
+
+#[test]
+fn a_guest_that_exits_traps_or_times_out_while_holding_frees_the_lock() {
+    ends_and_frees(&[], "exit 7", 7);
+    ends_and_frees(&[], "exit 0", 0);
+    ends_and_frees(&[], "trap", 134);
+    ends_and_frees(&["--timeout=1s"], "spin", 124);
+    ends_and_frees(&[], "drop", 0); // dropping the handle; stdin then closes
+}
+
+#[test]
+fn the_timeout_ends_a_guest_blocked_waiting_for_a_lock() {
+    let dir = scratch();
+    let mut holder = native(dir.path());
+    holder.ask("acquire", "acquired").unwrap();
+    let mut plugin = LineProcess::plugin(
+        &[&grant(dir.path()), "--timeout=1s"],
+        guests::LOCKER,
+        &["/data/x.lock"],
+    )
+    .unwrap();
+    plugin.send("acquire").unwrap(); // blocks in the host, with no timeout of its own
+    let status = plugin.wait().unwrap();
+    assert_eq!(status.code(), Some(124));
+}
+
+#[test]
+fn arguments_after_the_plugin_reach_it_verbatim() {
+    let dir = scratch();
+    let mut p = LineProcess::plugin(
+        &[&grant(dir.path()), "--env=GREETING=hi there"],
+        guests::LOCKER,
+        &["/data/x.lock", "--help", "-x"],
+    )
+    .unwrap();
+    p.ask("args", "args locker.wasm /data/x.lock --help -x")
+        .unwrap();
+    p.ask("env GREETING", "env hi there").unwrap();
+}
+
+#[test]
+fn no_lost_updates_between_plugins_and_native_processes() {
+    let dir = scratch();
+    let data = dir.path().join("counter");
+    std::fs::write(&data, "0\n").unwrap();
+    let n = 500;
+    let mut children = Vec::new();
+    for _ in 0..4 {
+        let mut c = host_command(
+            &[&grant(dir.path())],
+            guests::COUNTER,
+            &["/data/counter.lock", "/data/counter", &n.to_string()],
+        );
+        children.push(c.stderr(Stdio::null()).spawn().unwrap());
+        let mut c = Command::new(locket_tests::sibling_exe("locket-demo"));
+        c.arg("--worker")
+            .arg(dir.path().join("counter.lock"))
+            .arg(&data)
+            .arg(n.to_string());
+        children.push(c.spawn().unwrap());
+    }
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let total: u64 = std::fs::read_to_string(&data)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(total, 8 * n);
+}
