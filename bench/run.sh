@@ -3,4 +3,6 @@
 # Arguments go to locket-bench (for example --rounds 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/prepare-tests.sh
+cargo build --release --locked -q -p locket-host -p locket-bench
 exec cargo run --release --locked -q -p locket-bench -- --out bench/RESULTS.md "$@"

@@ -25,3 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+
+# componentize-py builds the Python guest plugin (guest/python) in the tests,
+# pinned, in the project's own virtual environment.
+COMPONENTIZE_PY_VERSION=0.25.1
+venv=.venv
+if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -qx "componentize-py $COMPONENTIZE_PY_VERSION"; then
+    echo "prepare-tests: installing componentize-py $COMPONENTIZE_PY_VERSION into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
+fi

@@ -4,7 +4,10 @@
 //! machine, with the contenders interleaved so that drift cancels:
 //!
 //! - uncontended acquire+release per operation: a raw std `File::lock`/`unlock`
-//!   loop (the floor) against the `locket` crate, with and without a timeout;
+//!   loop (the floor) against the `locket` crate, with and without a timeout,
+//!   and a guest plugin's loop inside `locket-host` (minus an empty loop);
+//! - the start-up of a small plugin under `locket-host run`, cold (no cache)
+//!   and warm (compilation cache);
 //! - cross-process hand-off latency, from the holder's release to the waiter's
 //!   acquire, for a raw blocking `flock` waiter (the floor) and `locket`
 //!   waiters with and without a timeout.
@@ -47,7 +50,9 @@ fn main() -> anyhow::Result<()> {
     let mut report = String::new();
     writeln!(report, "# locket benchmark results\n")?;
     writeln!(report, "Machine: {}\n", machine())?;
-    uncontended(&dir.path().join("uncontended.lock"), rounds, &mut report)?;
+    uncontended(dir.path(), rounds, &mut report)?;
+    startup(dir.path(), &mut report)?;
+    timeout_accuracy(&dir.path().join("timeout.lock"), &mut report)?;
     handoff(&dir.path().join("handoff.lock"), rounds, &mut report)?;
     print!("{report}");
     if let Some(out) = out {
@@ -74,17 +79,19 @@ fn machine() -> String {
 }
 
 /// Per-operation cost of an uncontended acquire+release.
-fn uncontended(path: &Path, rounds: usize, report: &mut String) -> anyhow::Result<()> {
+fn uncontended(dir: &Path, rounds: usize, report: &mut String) -> anyhow::Result<()> {
+    let path = dir.join("uncontended.lock");
     let raw = File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)?;
-    let plain = locket::lock_file(path);
-    let timed = locket::lock_file(path).with_timeout(Some(Duration::from_secs(5)));
+        .open(&path)?;
+    let plain = locket::lock_file(&path);
+    let timed = locket::lock_file(&path).with_timeout(Some(Duration::from_secs(5)));
+    let mut guest = Guest::start(dir)?;
     let ops = 2_000;
-    let mut samples: [Vec<f64>; 3] = Default::default();
+    let mut samples: [Vec<f64>; 4] = Default::default();
     // Interleave: each round runs a batch of every contender.
     for _ in 0..rounds.max(20) {
         let t = Instant::now();
@@ -101,27 +108,174 @@ fn uncontended(path: &Path, rounds: usize, report: &mut String) -> anyhow::Resul
             }
             samples[slot].push(t.elapsed().as_nanos() as f64 / ops as f64);
         }
+        samples[3].push(guest.bench(ops)?);
     }
+    guest.finish()?;
     let floor = median(&mut samples[0].clone());
+    let native = median(&mut samples[1].clone());
     writeln!(report, "## Uncontended acquire+release\n")?;
     writeln!(
         report,
-        "Median of per-batch means, {ops} operations a batch.\n"
+        "Median of per-batch means, {ops} operations a batch, {} batches each, interleaved. \
+         The guest's loop runs inside the plugin (`locker.wasm bench`), timed by the guest, \
+         minus an empty loop of the same length.\n",
+        rounds.max(20)
     )?;
     writeln!(
         report,
-        "| contender | ns/op | ratio to floor |\n|---|---:|---:|"
+        "| contender | ns/op | ratio to floor | ratio to `locket` |\n|---|---:|---:|---:|"
     )?;
     for (name, s) in [
         "raw std `File::lock` (floor)",
         "`locket`, no timeout",
         "`locket`, timeout 5 s",
+        "guest in `locket-host`",
     ]
     .iter()
     .zip(samples.iter_mut())
     {
         let m = median(s);
-        writeln!(report, "| {name} | {m:.0} | {:.2}× |", m / floor)?;
+        writeln!(
+            report,
+            "| {name} | {m:.0} | {:.2}× | {:.2}× |",
+            m / floor,
+            m / native
+        )?;
+    }
+    writeln!(report)?;
+    Ok(())
+}
+
+/// A locker plugin under `locket-host`, driven over its stdin.
+struct Guest {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Guest {
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        let grant = format!("--dir={}::/data", dir.display());
+        let mut child = locket_tests::host_command(
+            &[&grant],
+            locket_tests::guests::LOCKER,
+            &["/data/uncontended.lock"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        anyhow::ensure!(line.trim() == "ready", "locker said {line:?}");
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// ns per acquire+release over `ops` cycles, minus the empty loop.
+    fn bench(&mut self, ops: u64) -> anyhow::Result<f64> {
+        writeln!(self.stdin, "bench {ops}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        let nums: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [locked, empty] = nums.as_slice() else {
+            bail!("locker said {line:?}");
+        };
+        Ok((locked - empty) / ops as f64)
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.stdin);
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Start-up of a small plugin: `locket-host run locker.wasm` with nothing to
+/// do, cold (`--no-cache`) and warm (a filled compilation cache).
+fn startup(dir: &Path, report: &mut String) -> anyhow::Result<()> {
+    let size = std::fs::metadata(locket_tests::guests::LOCKER)?.len();
+    let grant = format!("--dir={}::/data", dir.display());
+    let cache = dir.join("cache");
+    let time = |args: &[&str]| -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let status = locket_tests::host_command(args, locket_tests::guests::LOCKER, &[])
+            .env("LOCKET_CACHE_DIR", &cache)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "locket-host failed: {status}");
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    };
+    time(&[&grant])?; // fills the cache
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..10 {
+        cold.push(time(&[&grant, "--no-cache"])?);
+        warm.push(time(&[&grant])?);
+    }
+    let cold_ms = median(&mut cold);
+    let warm_ms = median(&mut warm);
+    writeln!(report, "## Plugin start-up\n")?;
+    writeln!(
+        report,
+        "`locket-host run` of `locker.wasm` ({} KiB) that exits at once, whole process, median of 10, interleaved.\n",
+        size / 1024
+    )?;
+    writeln!(report, "| start | ms | ratio to cold |\n|---|---:|---:|")?;
+    writeln!(report, "| cold (`--no-cache`) | {cold_ms:.1} | 1.00× |")?;
+    writeln!(
+        report,
+        "| warm (compilation cache) | {warm_ms:.1} | {:.2}× |",
+        warm_ms / cold_ms
+    )?;
+    writeln!(report)?;
+    Ok(())
+}
+
+/// How late a timed-out acquire returns, against a lock held elsewhere.
+fn timeout_accuracy(path: &Path, report: &mut String) -> anyhow::Result<()> {
+    let holder = locket::lock_file(path);
+    holder.acquire()?;
+    writeln!(report, "## Timeout accuracy\n")?;
+    writeln!(
+        report,
+        "A `locket` acquire with a timeout, against a lock held by another handle: \
+         how long after the timeout it returns. 50 tries each.\n"
+    )?;
+    writeln!(
+        report,
+        "| timeout | median late µs | max late µs |\n|---|---:|---:|"
+    )?;
+    for ms in [1, 10, 50] {
+        let timeout = Duration::from_millis(ms);
+        let waiter = locket::lock_file(path).with_timeout(Some(timeout));
+        let mut late = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            match waiter.acquire() {
+                Err(locket::LockError::Timeout { .. }) => {}
+                other => bail!("expected a timeout, got {other:?}"),
+            }
+            let waited = t.elapsed();
+            anyhow::ensure!(waited >= timeout, "gave up early after {waited:?}");
+            late.push((waited - timeout).as_secs_f64() * 1e6);
+        }
+        writeln!(
+            report,
+            "| {ms} ms | {:.0} | {:.0} |",
+            median(&mut late),
+            percentile(&mut late, 1.0)
+        )?;
     }
     writeln!(report)?;
     Ok(())

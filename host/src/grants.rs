@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, FileTypeExt, MetadataExt, OpenOptions, OpenOptionsExt};
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use locket::{FileId, OpenError, Opener};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -275,8 +275,8 @@ impl Opener for GrantOpener {
     fn open(&self) -> Result<File, OpenError> {
         match self.dir.metadata(&self.relative) {
             Ok(meta) => {
-                if let Some(kind) = non_regular_kind(&meta) {
-                    return Err(OpenError::NotRegularFile(kind));
+                if let Some(e) = OpenError::if_not_regular(meta.mode()) {
+                    return Err(e);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -317,25 +317,6 @@ impl Opener for GrantOpener {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
-    }
-}
-
-fn non_regular_kind(meta: &cap_std::fs::Metadata) -> Option<&'static str> {
-    let ft = meta.file_type();
-    if ft.is_file() {
-        None
-    } else if ft.is_dir() {
-        Some("directory")
-    } else if ft.is_fifo() {
-        Some("FIFO")
-    } else if ft.is_socket() {
-        Some("socket")
-    } else if ft.is_char_device() {
-        Some("character device")
-    } else if ft.is_block_device() {
-        Some("block device")
-    } else {
-        Some("special file")
     }
 }
 

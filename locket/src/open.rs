@@ -46,6 +46,17 @@ pub enum OpenError {
     Io(#[from] io::Error),
 }
 
+impl OpenError {
+    /// [`OpenError::NotRegularFile`] if the file type in `st_mode` (as
+    /// `stat(2)` reports it) is not a regular file, for an [`Opener`] to
+    /// refuse before it opens.
+    #[cfg(unix)]
+    #[must_use]
+    pub fn if_not_regular(st_mode: u32) -> Option<Self> {
+        sys::kind_from_mode(st_mode).map(Self::NotRegularFile)
+    }
+}
+
 /// How a [`Lock`](crate::Lock) finds its lock file.
 ///
 /// [`lock_file`](crate::lock_file) opens a path on the real filesystem. A host

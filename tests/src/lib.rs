@@ -28,7 +28,16 @@ impl LineProcess {
     /// # Errors
     ///
     /// If it cannot be spawned or does not say `ready` within [`PROMPT`].
-    pub fn spawn(mut command: Command) -> anyhow::Result<Self> {
+    pub fn spawn(command: Command) -> anyhow::Result<Self> {
+        Self::spawn_within(command, PROMPT)
+    }
+
+    /// As [`LineProcess::spawn`], waiting up to `ready_within` for `ready`.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be spawned or does not say `ready` in time.
+    pub fn spawn_within(mut command: Command, ready_within: Duration) -> anyhow::Result<Self> {
         let name = format!("{command:?}");
         let mut child = command
             .stdin(Stdio::piped())
@@ -52,7 +61,10 @@ impl LineProcess {
             lines,
             name,
         };
-        process.expect("ready")?;
+        let line = process.line_within(ready_within)?;
+        if line != "ready" {
+            bail!("{}: expected \"ready\", got {line:?}", process.name);
+        }
         Ok(process)
     }
 

@@ -19,7 +19,9 @@
 //! | `open-many PATH N`     | `opened K` handles on PATH-0 ... PATH-(N-1), stopping at the first error, which follows as `error: ...` |
 //! | `args`                 | `args ARGV0 ARG1 ...` (its own arguments) |
 //! | `env NAME`             | `env VALUE`, or `env-unset`               |
-//! | `exit CODE`            | exits with that status                    |
+//! | `bench N`              | `bench LOCK_NS EMPTY_NS`: N acquire+release cycles on handle 0, and an empty loop of N, timed in the guest |
+//! | `exit CODE`            | exits with that status (exit-with-code)   |
+//! | `std-exit CODE`        | `std::process::exit(CODE)`, which WASI 0.2 reports as success or failure only |
 //! | `trap`                 | traps (a Rust panic)                      |
 //! | `spin`                 | loops forever                             |
 //!
@@ -86,11 +88,13 @@ fn main() {
                 }
                 format!("opened {}{answer}", kept.len() - before)
             }
+            ["bench", n] => bench(handles.get(&0), n.parse().unwrap_or(0)),
             ["args"] => format!("args {}", std::env::args().collect::<Vec<_>>().join(" ")),
             ["env", name] => {
                 std::env::var(name).map_or_else(|_| "env-unset".to_owned(), |v| format!("env {v}"))
             }
             ["exit", code] => locket_guest::exit(code.parse().unwrap_or(1)),
+            ["std-exit", code] => std::process::exit(code.parse().unwrap_or(1)),
             ["trap"] => panic!("trap requested"),
             ["spin"] => loop {
                 std::hint::spin_loop();
@@ -132,6 +136,27 @@ fn acquired(lock: &Lock, mode: Mode, timeout: &[&str]) -> String {
         Ok(()) => "acquired".to_owned(),
         Err(e) => error_line(&e),
     }
+}
+
+/// Times `n` uncontended acquire+release cycles, and an empty loop of `n` as
+/// the baseline to subtract, with the guest's monotonic clock.
+fn bench(lock: Option<&Lock>, n: u64) -> String {
+    let Some(lock) = lock else {
+        return "error: bench needs handle 0".to_owned();
+    };
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        if let Err(e) = lock.acquire().and_then(|()| lock.release()) {
+            return error_line(&e);
+        }
+    }
+    let locked = started.elapsed();
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        std::hint::black_box(i);
+    }
+    let empty = started.elapsed();
+    format!("bench {} {}", locked.as_nanos(), empty.as_nanos())
 }
 
 fn error_line(e: &Error) -> String {

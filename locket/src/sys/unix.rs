@@ -3,7 +3,7 @@
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Instant;
 
@@ -45,21 +45,22 @@ pub(crate) fn path_id(path: &Path) -> io::Result<Option<FileId>> {
 
 /// A name for what `meta` describes if it is not a regular file.
 pub(crate) fn non_regular_kind(meta: &Metadata) -> Option<&'static str> {
-    let ft = meta.file_type();
-    if ft.is_file() {
-        None
-    } else if ft.is_dir() {
-        Some("directory")
-    } else if ft.is_fifo() {
-        Some("FIFO")
-    } else if ft.is_socket() {
-        Some("socket")
-    } else if ft.is_char_device() {
-        Some("character device")
-    } else if ft.is_block_device() {
-        Some("block device")
-    } else {
-        Some("special file")
+    kind_from_mode(meta.mode())
+}
+
+/// A name for the file type in a `st_mode` if it is not a regular file.
+///
+/// The `S_IF*` values are the same on every Unix (and `mode_t` is not), so
+/// they are spelled out here.
+pub(crate) fn kind_from_mode(mode: u32) -> Option<&'static str> {
+    match mode & 0o170_000 {
+        0o100_000 => None,
+        0o040_000 => Some("directory"),
+        0o010_000 => Some("FIFO"),
+        0o140_000 => Some("socket"),
+        0o020_000 => Some("character device"),
+        0o060_000 => Some("block device"),
+        _ => Some("special file"),
     }
 }
 

@@ -1,0 +1,199 @@
+//! `locket-host run` as a command: exit codes, and one-line errors for bad
+//! input of every kind.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use locket_tests::{guests, host_command, host_exe};
+
+fn run(host_args: &[&str], plugin: &str, plugin_args: &[&str]) -> Output {
+    host_command(host_args, plugin, plugin_args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A load or validation error: exit code 2 and one line naming the problem.
+fn assert_load_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("locket-host: error: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn bad_plugin_files_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let locker = std::fs::read(guests::LOCKER).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            d.join("missing.wasm").to_str().unwrap().to_owned(),
+            "cannot read",
+        ),
+        (d.to_str().unwrap().to_owned(), "cannot read"),
+        (write(d, "empty.wasm", b""), "not a WebAssembly file"),
+        (
+            write(d, "random.wasm", &[0x5a; 1000]),
+            "not a WebAssembly file",
+        ),
+        (
+            write(d, "core.wasm", &wat::parse_str("(module)").unwrap()),
+            "core WebAssembly module",
+        ),
+        (
+            write(d, "truncated.wasm", &locker[..locker.len() / 2]),
+            "not a valid component",
+        ),
+        (
+            write(
+                d,
+                "unknown-import.wasm",
+                &wat::parse_str(r#"(component (import "acme:nope/thing@1.0.0" (instance (export "f" (func)))))"#)
+                    .unwrap(),
+            ),
+            "acme:nope/thing",
+        ),
+        (
+            write(d, "no-run.wasm", &wat::parse_str("(component)").unwrap()),
+            "wasi:cli/run",
+        ),
+    ];
+    for (plugin, needle) in cases {
+        assert_load_error(&run(&[], &plugin, &[]), needle);
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "file", b"");
+    for (args, needle) in [
+        (vec!["run"], "PLUGIN.wasm"),
+        (vec!["run", "--bogus", guests::LOCKER], "--bogus"),
+        (
+            vec!["run", "--timeout=banana", guests::LOCKER],
+            "invalid duration",
+        ),
+        (
+            vec!["run", "--timeout=-1s", guests::LOCKER],
+            "invalid duration",
+        ),
+        (vec!["run", "--max-locks=many", guests::LOCKER], "many"),
+        (
+            vec!["run", "--dir=/no/such/dir::/data", guests::LOCKER],
+            "/no/such/dir",
+        ),
+        (
+            vec!["run", &format!("--dir={file}::/data"), guests::LOCKER],
+            "not a directory",
+        ),
+        (vec!["run", "--env==x", guests::LOCKER], "NAME[=VAL]"),
+        (vec!["frobnicate"], "frobnicate"),
+    ] {
+        let out = Command::new(host_exe()).args(&args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+    }
+}
+
+#[test]
+fn help_explains_every_flag_with_an_example() {
+    let out = Command::new(host_exe())
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--dir ",
+        "--dir-ro",
+        "--env",
+        "--timeout",
+        "--max-locks",
+        "--no-cache",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    assert!(help.matches("Example").count() >= 6, "{help}");
+}
+
+#[test]
+fn the_guests_exit_status_is_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("--dir={}::/data", dir.path().display());
+    for (line, code) in [
+        ("exit 0", 0),
+        ("exit 3", 3),
+        ("exit 255", 255),
+        ("std-exit 0", 0),
+        ("std-exit 5", 1), // WASI 0.2's exit(err) carries no number
+        ("trap", 134),
+    ] {
+        let mut child = host_command(&[&grant], guests::LOCKER, &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{line}: {}", stderr(&out));
+        if code == 134 {
+            assert!(
+                stderr(&out).contains("the plugin trapped"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+    // A plugin whose main returns normally, and one whose usage error is exit(2).
+    assert_eq!(run(&[&grant], guests::LOCKER, &[]).status.code(), Some(0));
+    assert_eq!(run(&[&grant], guests::COUNTER, &[]).status.code(), Some(2));
+}
+
+#[test]
+fn the_compilation_cache_can_be_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let out = run(&[&grant, "--no-cache"], guests::LOCKER, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // With a fresh cache directory, the first run fills it.
+    let cache = tempfile::tempdir().unwrap();
+    let out = host_command(&[&grant], guests::LOCKER, &[])
+        .env("LOCKET_CACHE_DIR", cache.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut entries = 0;
+    let mut stack = vec![cache.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                entries += 1;
+            }
+        }
+    }
+    assert!(
+        entries > 0,
+        "nothing was cached in {}",
+        cache.path().display()
+    );
+}
