@@ -4,7 +4,7 @@
 # Arguments: [WORKERS] [INCREMENTS] (default 2 of each kind, 500 increments).
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/prepare-tests.sh
+scripts/prepare-tests.sh demo
 # The test profile's build (optimised dependencies), so tests and demo share it.
 cargo build --locked -q -p locket-host -p locket-tests
 exec cargo run --locked -q -p locket-tests --bin locket-demo -- "$@"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: the
-# wasm32-wasip2 target for the guest plugins, and util-linux flock(1) and
-# coreutils mkfifo, from Debian's packages, when they are missing.
+# wasm32-wasip2 target for the guest plugins, util-linux flock(1) and
+# coreutils mkfifo from Debian's packages when they are missing, and
+# componentize-py from PyPI. With the argument `demo`, only what the demo needs.
 set -euo pipefail
+for_demo=false
+[ "${1:-}" = demo ] && for_demo=true
 cd "$(dirname "$0")/.."
 
 # rust-toolchain.toml lists the target, but rustup only honours that when it
@@ -25,6 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+
+$for_demo && exit 0
 
 # componentize-py builds the Python guest plugin (guest/python) in the tests,
 # pinned, in the project's own virtual environment.

@@ -160,6 +160,21 @@ fn the_guests_exit_status_is_the_exit_code() {
             );
         }
     }
+    // A component (hand-written, not from Rust) whose `run` returns an error.
+    let run_err = write(
+        dir.path(),
+        "run-err.wasm",
+        &wat::parse_str(
+            r#"(component
+                 (core module $m (func (export "run") (result i32) i32.const 1))
+                 (core instance $i (instantiate $m))
+                 (func $run (result (result)) (canon lift (core func $i "run")))
+                 (instance $cli (export "run" (func $run)))
+                 (export "wasi:cli/run@0.2.0" (instance $cli)))"#,
+        )
+        .unwrap(),
+    );
+    assert_eq!(run(&[], &run_err, &[]).status.code(), Some(1));
     // A plugin whose main returns normally, and one whose usage error is exit(2).
     assert_eq!(run(&[&grant], guests::LOCKER, &[]).status.code(), Some(0));
     assert_eq!(run(&[&grant], guests::COUNTER, &[]).status.code(), Some(2));
