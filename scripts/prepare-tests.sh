@@ -31,12 +31,17 @@ fi
 
 $for_demo && exit 0
 
-# componentize-py builds the Python guest plugin (guest/python) in the tests,
-# pinned, in the project's own virtual environment.
-COMPONENTIZE_PY_VERSION=0.25.1
+# Python packages, pinned, in the project's own virtual environment:
+# componentize-py builds the Python guest plugin (guest/python), and Python's
+# locket and filelock are the programs the interop tests lock against.
 venv=.venv
-if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -qx "componentize-py $COMPONENTIZE_PY_VERSION"; then
-    echo "prepare-tests: installing componentize-py $COMPONENTIZE_PY_VERSION into $venv" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
-fi
+requirements=(componentize-py==0.25.1 locket==1.0.0 filelock==4.3.1)
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+installed=$("$venv/bin/pip" freeze --disable-pip-version-check 2>/dev/null || true)
+for requirement in "${requirements[@]}"; do
+    if ! grep -qix "$requirement" <<<"$installed"; then
+        echo "prepare-tests: installing ${requirements[*]} into $venv" >&2
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
+        break
+    fi
+done
