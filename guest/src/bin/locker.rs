@@ -20,6 +20,7 @@
 //! | `args`                 | `args ARGV0 ARG1 ...` (its own arguments) |
 //! | `env NAME`             | `env VALUE`, or `env-unset`               |
 //! | `bench N`              | `bench LOCK_NS EMPTY_NS`: N acquire+release cycles on handle 0, and an empty loop of N, timed in the guest |
+//! | `cycles N FREE HELD`   | `cycles done` after N rounds of: a new handle on FREE acquired, released and dropped; a try (timeout 0) on HELD, which must time out; and every 10th round a 1 ms timed wait on HELD, which must time out too |
 //! | `exit CODE`            | exits with that status (exit-with-code)   |
 //! | `std-exit CODE`        | `std::process::exit(CODE)`, which WASI 0.2 reports as success or failure only |
 //! | `trap`                 | traps (a Rust panic)                      |
@@ -89,6 +90,7 @@ fn main() {
                 format!("opened {}{answer}", kept.len() - before)
             }
             ["bench", n] => bench(handles.get(&0), n.parse().unwrap_or(0)),
+            ["cycles", n, free, held] => cycles(n.parse().unwrap_or(0), free, held),
             ["args"] => format!("args {}", std::env::args().collect::<Vec<_>>().join(" ")),
             ["env", name] => {
                 std::env::var(name).map_or_else(|_| "env-unset".to_owned(), |v| format!("env {v}"))
@@ -135,6 +137,30 @@ fn acquired(lock: &Lock, mode: Mode, timeout: &[&str]) -> String {
     match lock.acquire_with(mode, timeout) {
         Ok(()) => "acquired".to_owned(),
         Err(e) => error_line(&e),
+    }
+}
+
+/// Churns handles, acquires and timeouts, for leak checks.
+fn cycles(n: u64, free: &str, held: &str) -> String {
+    let run = || -> Result<(), String> {
+        let held = locket_guest::lock_file(held).map_err(|e| e.to_string())?;
+        for i in 0..n {
+            let lock = locket_guest::lock_file(free).map_err(|e| e.to_string())?;
+            lock.acquire()
+                .and_then(|()| lock.release())
+                .map_err(|e| e.to_string())?;
+            drop(lock);
+            let timeout = if i % 10 == 0 { 1 } else { 0 };
+            match held.acquire_with(Mode::Exclusive, Some(Duration::from_millis(timeout))) {
+                Err(Error::Timeout) => {}
+                other => return Err(format!("expected a timeout, got {other:?}")),
+            }
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => "cycles done".to_owned(),
+        Err(e) => format!("error: {e}"),
     }
 }
 
