@@ -10,7 +10,7 @@
 //!
 //! | line                   | answer                                    |
 //! |------------------------|-------------------------------------------|
-//! | `open PATH`            | `opened N` (a new handle N)               |
+//! | `open PATH`            | `opened N` (a new handle N); `open` alone tries the empty path |
 //! | `acquire [MS]`         | `acquired` or `error: KIND: MESSAGE`      |
 //! | `acquire-shared [MS]`  | the same                                  |
 //! | `release`              | `released` or `error: KIND: MESSAGE`      |
@@ -25,6 +25,9 @@
 //! | `std-exit CODE`        | `std::process::exit(CODE)`, which WASI 0.2 reports as success or failure only |
 //! | `trap`                 | traps (a Rust panic)                      |
 //! | `spin`                 | loops forever                             |
+//!
+//! In PATH, `\0`, `\s` and `\n` stand for a NUL byte, a space and a newline,
+//! which a line of words cannot carry otherwise.
 //!
 //! `MS` is a timeout in milliseconds; without it an acquire waits forever.
 //! KIND is the WIT error case: `timeout`, `not-locked`, `deadlock`,
@@ -65,61 +68,63 @@ fn main() {
             id = n.parse().unwrap_or(usize::MAX);
             words.remove(0);
         }
-        let answer = match words.as_slice() {
-            ["open", path] => match locket_guest::lock_file(path) {
-                Ok(lock) => {
-                    handles.insert(next, lock);
-                    next += 1;
-                    format!("opened {}", next - 1)
-                }
-                Err(e) => error_line(&e),
-            },
-            ["open-many", prefix, n] => {
-                let n: usize = n.parse().unwrap_or(0);
-                let mut answer = String::new();
-                let before = kept.len();
-                for i in 0..n {
-                    match locket_guest::lock_file(&format!("{prefix}-{i}")) {
-                        Ok(lock) => kept.push(lock),
-                        Err(e) => {
-                            answer = format!("\n{}", error_line(&e));
-                            break;
+        let answer =
+            match words.as_slice() {
+                ["open", path @ ..] if path.len() <= 1 => match locket_guest::lock_file(&unescape(
+                    path.first().copied().unwrap_or_default(),
+                )) {
+                    Ok(lock) => {
+                        handles.insert(next, lock);
+                        next += 1;
+                        format!("opened {}", next - 1)
+                    }
+                    Err(e) => error_line(&e),
+                },
+                ["open-many", prefix, n] => {
+                    let n: usize = n.parse().unwrap_or(0);
+                    let mut answer = String::new();
+                    let before = kept.len();
+                    for i in 0..n {
+                        match locket_guest::lock_file(&format!("{prefix}-{i}")) {
+                            Ok(lock) => kept.push(lock),
+                            Err(e) => {
+                                answer = format!("\n{}", error_line(&e));
+                                break;
+                            }
                         }
                     }
+                    format!("opened {}{answer}", kept.len() - before)
                 }
-                format!("opened {}{answer}", kept.len() - before)
-            }
-            ["bench", n] => bench(handles.get(&0), n.parse().unwrap_or(0)),
-            ["cycles", n, free, held] => cycles(n.parse().unwrap_or(0), free, held),
-            ["args"] => format!("args {}", std::env::args().collect::<Vec<_>>().join(" ")),
-            ["env", name] => {
-                std::env::var(name).map_or_else(|_| "env-unset".to_owned(), |v| format!("env {v}"))
-            }
-            ["exit", code] => locket_guest::exit(code.parse().unwrap_or(1)),
-            ["std-exit", code] => std::process::exit(code.parse().unwrap_or(1)),
-            ["trap"] => panic!("trap requested"),
-            ["spin"] => loop {
-                std::hint::spin_loop();
-            },
-            [command, rest @ ..] => match handles.get(&id) {
-                None => format!("error: no handle #{id}"),
-                Some(lock) => match (*command, rest) {
-                    ("acquire", t) => acquired(lock, Mode::Exclusive, t),
-                    ("acquire-shared", t) => acquired(lock, Mode::Shared, t),
-                    ("release", []) => match lock.release() {
-                        Ok(()) => "released".to_owned(),
-                        Err(e) => error_line(&e),
-                    },
-                    ("is-locked", []) => lock.is_locked().to_string(),
-                    ("drop", []) => {
-                        handles.remove(&id);
-                        "dropped".to_owned()
-                    }
-                    _ => format!("error: unknown command {line:?}"),
+                ["bench", n] => bench(handles.get(&0), n.parse().unwrap_or(0)),
+                ["cycles", n, free, held] => cycles(n.parse().unwrap_or(0), free, held),
+                ["args"] => format!("args {}", std::env::args().collect::<Vec<_>>().join(" ")),
+                ["env", name] => std::env::var(name)
+                    .map_or_else(|_| "env-unset".to_owned(), |v| format!("env {v}")),
+                ["exit", code] => locket_guest::exit(code.parse().unwrap_or(1)),
+                ["std-exit", code] => std::process::exit(code.parse().unwrap_or(1)),
+                ["trap"] => panic!("trap requested"),
+                ["spin"] => loop {
+                    std::hint::spin_loop();
                 },
-            },
-            [] => continue,
-        };
+                [command, rest @ ..] => match handles.get(&id) {
+                    None => format!("error: no handle #{id}"),
+                    Some(lock) => match (*command, rest) {
+                        ("acquire", t) => acquired(lock, Mode::Exclusive, t),
+                        ("acquire-shared", t) => acquired(lock, Mode::Shared, t),
+                        ("release", []) => match lock.release() {
+                            Ok(()) => "released".to_owned(),
+                            Err(e) => error_line(&e),
+                        },
+                        ("is-locked", []) => lock.is_locked().to_string(),
+                        ("drop", []) => {
+                            handles.remove(&id);
+                            "dropped".to_owned()
+                        }
+                        _ => format!("error: unknown command {line:?}"),
+                    },
+                },
+                [] => continue,
+            };
         let _ = writeln!(out, "{answer}");
         let _ = out.flush();
     }
@@ -183,6 +188,12 @@ fn bench(lock: Option<&Lock>, n: u64) -> String {
     }
     let empty = started.elapsed();
     format!("bench {} {}", locked.as_nanos(), empty.as_nanos())
+}
+
+fn unescape(path: &str) -> String {
+    path.replace("\\0", "\0")
+        .replace("\\s", " ")
+        .replace("\\n", "\n")
 }
 
 fn error_line(e: &Error) -> String {
