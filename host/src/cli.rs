@@ -73,6 +73,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
+/// Parses a size in bytes: a whole number with an optional unit (`K`, `M`,
+/// `G`, with or without `iB`/`B`, all powers of 1024), like `64M` or `1GiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: usize = number.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number of bytes like 65536, 64M or 1G")
+    })?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {other:?} (use K, M or G)"
+            ));
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +135,17 @@ mod tests {
                 .contains("not a directory")
         );
         assert!(parse_dir("::/x").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("16k"), Ok(16 << 10));
+        for bad in ["", "M", "-1", "1.5M", "3 parsecs", "99999999999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

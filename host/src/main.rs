@@ -15,7 +15,7 @@ use locket_host::{
     Access, DEFAULT_MAX_LOCKS, DeadlineExceeded, Grants, LocketCtx, LocketCtxView, LocketView,
 };
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
@@ -74,6 +74,18 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LOCKS)]
     max_locks: usize,
 
+    /// Cap the plugin's linear memory (each memory) at this many bytes, and
+    /// its tables at a million elements; a plugin that grows past the cap is
+    /// stopped and its locks released. Example: --max-memory 64M
+    #[arg(long, value_name = "SIZE", value_parser = cli::parse_size)]
+    max_memory: Option<usize>,
+
+    /// Let the plugin run at most this many units of fuel (roughly,
+    /// WebAssembly instructions); a plugin that uses it up is stopped and its
+    /// locks released. Example: --fuel 1000000000
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+
     /// Compile the plugin afresh instead of using the compilation cache
     /// (which lives in $LOCKET_CACHE_DIR, or wasmtime's default cache
     /// directory).
@@ -95,6 +107,7 @@ struct State {
     wasi: WasiCtx,
     locket: LocketCtx,
     table: ResourceTable,
+    limits: StoreLimits,
 }
 
 impl WasiView for State {
@@ -118,6 +131,7 @@ impl LocketView for State {
 fn main() -> ExitCode {
     let Command::Run(args) = Cli::parse().command;
     raise_fd_limit();
+    exit_on_termination_signals();
     match run(args) {
         Ok(code) => code,
         // Errors before the plugin starts: loading, validation, set-up.
@@ -138,6 +152,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("no plugin given")?;
     let mut config = Config::new();
     config.epoch_interruption(args.timeout.is_some());
+    config.consume_fuel(args.fuel.is_some());
     if !args.no_cache {
         config.cache(Some(cache()?));
     }
@@ -198,8 +213,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_max_locks(args.max_locks)
             .with_deadline(deadline),
         table: ResourceTable::new(),
+        limits: {
+            let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
+            if let Some(bytes) = args.max_memory {
+                limits = limits.memory_size(bytes).table_elements(1_000_000);
+            }
+            limits.build()
+        },
     };
     let mut store = Store::new(&engine, state);
+    store.limiter(|state| &mut state.limits);
+    if let Some(fuel) = args.fuel {
+        store.set_fuel(fuel)?;
+    }
     if let Some(timeout) = args.timeout {
         store.set_epoch_deadline(1);
         start_timer(engine.clone(), timeout);
@@ -222,6 +248,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 let t = args.timeout.unwrap_or_default();
                 eprintln!("locket-host: error: the plugin timed out after {t:?} (--timeout)");
                 ExitCode::from(EXIT_TIMEOUT)
+            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+                let fuel = args.fuel.unwrap_or_default();
+                eprintln!("locket-host: error: the plugin used up its fuel (--fuel {fuel})");
+                ExitCode::from(EXIT_TRAP)
+            } else if args.max_memory.is_some()
+                && format!("{e:?}").contains("forcing trap when growing")
+            {
+                let cap = args.max_memory.unwrap_or_default();
+                eprintln!(
+                    "locket-host: error: the plugin tried to grow past its memory limit \
+                     (--max-memory {cap} bytes)"
+                );
+                ExitCode::from(EXIT_TRAP)
             } else {
                 eprintln!("locket-host: error: the plugin trapped: {e:?}");
                 ExitCode::from(EXIT_TRAP)
@@ -279,6 +318,35 @@ fn start_timer(engine: Engine, timeout: Duration) {
         eprintln!("locket-host: error: the plugin timed out after {timeout:?} (--timeout)");
         std::process::exit(EXIT_TIMEOUT.into());
     });
+}
+
+/// Ends the process at once on SIGINT or SIGTERM, with a message and exit
+/// code 128 + the signal number. The kernel then releases every lock the
+/// plugin held, even one it was waiting for inside the host.
+fn exit_on_termination_signals() {
+    extern "C" fn on_signal(signal: libc::c_int) {
+        let message: &[u8] = if signal == libc::SIGINT {
+            b"locket-host: interrupted (SIGINT); the plugin's locks are released\n"
+        } else {
+            b"locket-host: terminated (SIGTERM); the plugin's locks are released\n"
+        };
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; `message` is a
+        // static byte string.
+        unsafe {
+            libc::write(2, message.as_ptr().cast(), message.len());
+            libc::_exit(128 + signal);
+        }
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `action` is zeroed plain data with the fields sigaction reads
+        // set, and the handler only makes async-signal-safe calls.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit, so that plugins

@@ -69,6 +69,18 @@ fn bad_plugin_files_exit_2_with_one_line() {
             write(d, "no-run.wasm", &wat::parse_str("(component)").unwrap()),
             "wasi:cli/run",
         ),
+        (
+            write(
+                d,
+                "newer-locket.wasm",
+                &wat::parse_str(
+                    r#"(component (import "locket:lock/locket@0.2.0"
+                         (instance (export "lock-file" (func (param "path" string))))))"#,
+                )
+                .unwrap(),
+            ),
+            "locket:lock/locket@0.2.0",
+        ),
     ];
     for (plugin, needle) in cases {
         assert_load_error(&run(&[], &plugin, &[]), needle);

@@ -25,6 +25,8 @@
 //! | `std-exit CODE`        | `std::process::exit(CODE)`, which WASI 0.2 reports as success or failure only |
 //! | `trap`                 | traps (a Rust panic)                      |
 //! | `spin`                 | loops forever                             |
+//! | `alloc`                | allocates memory, a MiB at a time, forever |
+//! | `acquire-kept`         | `acquired K`: acquires every handle `open-many` made (or the first error) |
 //!
 //! In PATH, `\0`, `\s` and `\n` stand for a NUL byte, a space and a newline,
 //! which a line of words cannot carry otherwise.
@@ -103,6 +105,23 @@ fn main() {
                 ["exit", code] => locket_guest::exit(code.parse().unwrap_or(1)),
                 ["std-exit", code] => std::process::exit(code.parse().unwrap_or(1)),
                 ["trap"] => panic!("trap requested"),
+                ["alloc"] => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1; 1 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
+                ["acquire-kept"] => {
+                    let mut answer = format!("acquired {}", kept.len());
+                    for (i, lock) in kept.iter().enumerate() {
+                        if let Err(e) = lock.acquire_with(Mode::Exclusive, Some(Duration::ZERO)) {
+                            answer = format!("acquired {i}\n{}", error_line(&e));
+                            break;
+                        }
+                    }
+                    answer
+                }
                 ["spin"] => loop {
                     std::hint::spin_loop();
                 },

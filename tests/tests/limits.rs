@@ -1,0 +1,130 @@
+//! Resource limits and signals: a plugin cannot exhaust the host, is stopped
+//! cleanly when it misbehaves or the host is told to stop, and its locks are
+//! released every time.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use locket_tests::{LineProcess, PROMPT, guests, host_command};
+
+fn grant(dir: &Path) -> String {
+    format!("--dir={}::/data", dir.display())
+}
+
+fn count(dir: String) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+#[test]
+fn a_handle_loop_hits_max_locks_with_limit_not_descriptor_exhaustion() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default cap.
+    let mut p = LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &[]).unwrap();
+    p.ask("open-many /data/h 100000", "opened 1024").unwrap();
+    p.expect("error: limit").unwrap();
+    // Thousands of distinct files, each acquired, under a higher cap.
+    let mut p = LineProcess::plugin(
+        &[&grant(dir.path()), "--max-locks=3000"],
+        guests::LOCKER,
+        &[],
+    )
+    .unwrap();
+    p.ask("open-many /data/many 5000", "opened 3000").unwrap();
+    p.expect("error: limit").unwrap();
+    p.ask("acquire-kept", "acquired 3000").unwrap();
+    assert!(count(format!("/proc/{}/fd", p.id())) >= 3000);
+    let mut native = LineProcess::helper(&dir.path().join("many-2999")).unwrap();
+    native.ask("acquire 0", "error: timeout").unwrap();
+    p.ask("open /data/one-more", "error: limit").unwrap();
+}
+
+/// Starts a locker holding /data/x.lock with `host_args`, has a native
+/// process wait for it, sends `then`, and checks the exit code, that stderr
+/// says `message`, and that the waiter gets the lock.
+fn stopped_and_freed(host_args: &[&str], then: &str, code: i32, message: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let g = grant(dir.path());
+    let mut args = vec![g.as_str()];
+    args.extend_from_slice(host_args);
+    let mut command = host_command(&args, guests::LOCKER, &["/data/x.lock"]);
+    let stderr_path = dir.path().join("stderr");
+    command.stderr(std::fs::File::create(&stderr_path).unwrap());
+    let mut plugin = LineProcess::spawn(command).unwrap();
+    plugin.ask("acquire", "acquired").unwrap();
+    let mut waiter = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+    waiter.send("acquire").unwrap();
+    if let Some(signal) = then.strip_prefix("signal ") {
+        let status = Command::new("kill")
+            .args(["-s", signal, &plugin.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    } else {
+        plugin.send(then).unwrap();
+    }
+    assert_eq!(
+        waiter.line_within(PROMPT).unwrap(),
+        "acquired",
+        "after {then}"
+    );
+    assert_eq!(plugin.wait().unwrap().code(), Some(code), "after {then}");
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        stderr.contains(message),
+        "after {then}: {message:?} not in {stderr}"
+    );
+}
+
+#[test]
+fn a_plugin_that_allocates_without_bound_is_stopped_and_its_locks_released() {
+    stopped_and_freed(
+        &["--max-memory=32M"],
+        "alloc",
+        134,
+        "memory limit (--max-memory",
+    );
+}
+
+#[test]
+fn a_plugin_that_spins_is_stopped_by_fuel_and_its_locks_released() {
+    stopped_and_freed(&["--fuel=200000000"], "spin", 134, "used up its fuel");
+}
+
+#[test]
+fn sigint_and_sigterm_end_the_run_cleanly() {
+    stopped_and_freed(&[], "signal INT", 130, "interrupted (SIGINT)");
+    stopped_and_freed(&[], "signal TERM", 143, "terminated (SIGTERM)");
+}
+
+#[test]
+fn the_hosts_own_wake_up_signal_from_outside_neither_fails_nor_ends_a_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut holder = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+    holder.ask("acquire", "acquired").unwrap();
+    let mut plugin =
+        LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &["/data/x.lock"]).unwrap();
+    // A first timed wait installs the host's handler for its timer signal,
+    // which the `locket` crate documents as SIGRTMAX - 1.
+    plugin.ask("acquire 5", "error: timeout").unwrap();
+    let wake_signal = format!("-{}", libc::SIGRTMAX() - 1);
+    for request in ["acquire 600000", "acquire"] {
+        plugin.send(request).unwrap();
+        for _ in 0..100 {
+            let status = Command::new("kill")
+                .args([&wake_signal, &plugin.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            assert_eq!(
+                plugin.maybe_line(Duration::from_millis(2)),
+                None,
+                "{request}"
+            );
+        }
+        holder.ask("release", "released").unwrap();
+        assert_eq!(plugin.line_within(PROMPT).unwrap(), "acquired", "{request}");
+        plugin.ask("release", "released").unwrap();
+        holder.ask("acquire", "acquired").unwrap();
+    }
+}
