@@ -372,6 +372,92 @@ mod tests {
         assert_eq!(resolved(&g, "relative"), Err(PathError::OutsideGrants));
     }
 
+    mod generated {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Names that path components and symlink targets are drawn from.
+        const NAMES: &[&str] = &["a", "b", "x.lock", ".", "..", "l1", "l2", "l3", "fifo", ""];
+        const TARGETS: &[&str] = &[
+            "a",
+            "x.lock",
+            "a/x.lock",
+            "..",
+            "../x.lock",
+            "../outside/secret.lock",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "l1",
+            "l2",
+            "a/../../outside",
+            "b/../x.lock",
+        ];
+
+        fn path_strategy() -> impl Strategy<Value = String> {
+            (
+                any::<bool>(),
+                prop::collection::vec(prop::sample::select(NAMES), 0..6),
+            )
+                .prop_map(|(absolute, parts)| {
+                    let joined = parts.join("/");
+                    if absolute {
+                        format!("/data/{joined}")
+                    } else {
+                        joined
+                    }
+                })
+        }
+
+        fn layout_strategy() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
+            prop::collection::vec(
+                (
+                    prop::sample::select(&["l1", "l2", "l3", "a/l1", "b"][..]),
+                    prop::sample::select(TARGETS),
+                ),
+                0..5,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever the path and the symlinks, an open either fails or
+            /// yields a regular file beneath the granted directory.
+            #[test]
+            fn every_open_is_beneath_the_grant_or_an_error(
+                layout in layout_strategy(),
+                path in path_strategy(),
+            ) {
+                let top = tempfile::tempdir().unwrap();
+                let grant = top.path().join("grant");
+                let outside = top.path().join("outside");
+                std::fs::create_dir_all(grant.join("a")).unwrap();
+                std::fs::create_dir_all(&outside).unwrap();
+                std::fs::write(outside.join("secret.lock"), "secret").unwrap();
+                std::fs::write(grant.join("x.lock"), "").unwrap();
+                for (link, target) in &layout {
+                    let _ = std::os::unix::fs::symlink(target, grant.join(link));
+                }
+                let before = std::fs::read_dir(&outside).unwrap().count();
+                let mut grants = Grants::new();
+                grants.grant(&grant, "/data", Access::ReadWrite).unwrap();
+                grants.grant(&grant, ".", Access::ReadWrite).unwrap();
+                let root = std::fs::canonicalize(&grant).unwrap();
+                if let Ok(opener) = grants.resolve(&path) {
+                    if let Ok(file) = opener.open() {
+                        use std::os::fd::AsRawFd;
+                        let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
+                        prop_assert!(real.starts_with(&root), "{path:?} opened {}", real.display());
+                        prop_assert!(file.metadata().unwrap().is_file());
+                    }
+                    let _ = opener.identify();
+                }
+                prop_assert_eq!(std::fs::read_dir(&outside).unwrap().count(), before);
+                prop_assert_eq!(std::fs::read_to_string(outside.join("secret.lock")).unwrap(), "secret");
+            }
+        }
+    }
+
     #[test]
     fn no_grants_means_nothing_resolves() {
         let g = Grants::new();
