@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
@@ -118,6 +119,7 @@ pub fn lock_file(path: &str) -> Result<Lock, Error> {
     Ok(Lock {
         raw: wit::lock_file(path)?,
         timeout: None,
+        generation: Cell::new(0),
     })
 }
 
@@ -127,6 +129,8 @@ pub fn lock_file(path: &str) -> Result<Lock, Error> {
 pub struct Lock {
     raw: wit::Lock,
     timeout: Option<Duration>,
+    /// Counts successful acquires, so that a guard releases only its own hold.
+    generation: Cell<u64>,
 }
 
 impl Lock {
@@ -179,7 +183,9 @@ impl Lock {
             Mode::Exclusive => self.raw.acquire(nanos),
             Mode::Shared => self.raw.acquire_shared(nanos),
         };
-        result.map_err(Error::from)
+        result.map_err(Error::from)?;
+        self.generation.set(self.generation.get() + 1);
+        Ok(())
     }
 
     /// Releases the lock this handle holds.
@@ -204,7 +210,10 @@ impl Lock {
     /// See [`acquire_with`](Self::acquire_with).
     pub fn lock(&self) -> Result<LockGuard<'_>, Error> {
         self.acquire()?;
-        Ok(LockGuard { lock: self })
+        Ok(LockGuard {
+            lock: self,
+            generation: self.generation.get(),
+        })
     }
 
     /// Acquires a shared lock and returns a guard that releases it on drop.
@@ -214,7 +223,10 @@ impl Lock {
     /// See [`acquire_with`](Self::acquire_with).
     pub fn lock_shared(&self) -> Result<LockGuard<'_>, Error> {
         self.acquire_shared()?;
-        Ok(LockGuard { lock: self })
+        Ok(LockGuard {
+            lock: self,
+            generation: self.generation.get(),
+        })
     }
 }
 
@@ -223,6 +235,7 @@ impl Lock {
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    generation: u64,
 }
 
 impl LockGuard<'_> {
@@ -230,17 +243,24 @@ impl LockGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::NotLocked`] if the handle was released behind the guard's back.
+    /// [`Error::NotLocked`] if the guard's hold was released behind its
+    /// back, even if the handle has acquired again since.
     pub fn unlock(self) -> Result<(), Error> {
-        let lock = self.lock;
+        let (lock, generation) = (self.lock, self.generation);
         std::mem::forget(self);
+        if lock.generation.get() != generation {
+            return Err(Error::NotLocked);
+        }
         lock.release()
     }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.lock.release();
+        // A later hold of the same handle is not this guard's to release.
+        if self.lock.generation.get() == self.generation {
+            let _ = self.lock.release();
+        }
     }
 }
 

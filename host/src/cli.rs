@@ -70,7 +70,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("invalid duration {s:?}: {e}"))
+    let duration = Duration::try_from_secs_f64(value * scale)
+        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    // Far beyond any run, and small enough to add to a clock without overflow.
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    if duration > CENTURY {
+        return Err(format!("invalid duration {s:?}: longer than a century"));
+    }
+    Ok(duration)
 }
 
 /// Parses a size in bytes: a whole number with an optional unit (`K`, `M`,
@@ -110,7 +117,15 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        for bad in ["", "ms", "-1s", "1.2.3s", "5 parsecs", "1e9999"] {
+        for bad in [
+            "",
+            "ms",
+            "-1s",
+            "1.2.3s",
+            "5 parsecs",
+            "1e9999",
+            "10000000000000000000",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }

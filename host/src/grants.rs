@@ -36,7 +36,7 @@ impl Grant {
         &self.host
     }
 
-    /// The path under which the guest sees it.
+    /// The path under which the guest sees it, in normal form.
     #[must_use]
     pub fn guest(&self) -> &str {
         &self.guest
@@ -63,7 +63,8 @@ pub enum GrantError {
         #[source]
         source: io::Error,
     },
-    /// The guest path is empty, contains NUL or `..`.
+    /// The guest path is empty, contains NUL, ends in a slash, or climbs above
+    /// a relative root with `..`.
     #[error("invalid guest path {guest:?} for {}: {reason}", host.display())]
     GuestPath {
         /// The host directory.
@@ -115,7 +116,9 @@ impl Grants {
     ///
     /// [`GrantError::Open`] if `host` is not a directory that can be opened,
     /// [`GrantError::GuestPath`] if `guest` is empty, contains NUL, ends in a
-    /// slash or climbs with `..`.
+    /// slash or climbs above a relative root with `..`. Other spellings are
+    /// normalised (`./data` and `data/.` are `data`, `//x/../data` is
+    /// `/data`), and the WASI preopen gets the same normal form.
     pub fn grant(
         &mut self,
         host: impl AsRef<Path>,
@@ -123,11 +126,15 @@ impl Grants {
         access: Access,
     ) -> Result<&mut Self, GrantError> {
         let host = host.as_ref().to_path_buf();
-        let guest_parts = Normal::parse(guest).map_err(|e| GrantError::GuestPath {
+        let bad = |reason| GrantError::GuestPath {
             host: host.clone(),
             guest: guest.to_owned(),
-            reason: e.reason(),
-        })?;
+            reason,
+        };
+        let guest_parts = Normal::parse(guest).map_err(|e| bad(e.reason()))?;
+        // WASI matches preopens by their text, and locks by the normal form:
+        // give both the normal form, so that they agree.
+        let guest = guest_parts.text();
         let dir = Dir::open_ambient_dir(&host, ambient_authority()).map_err(|source| {
             GrantError::Open {
                 host: host.clone(),
@@ -136,7 +143,7 @@ impl Grants {
         })?;
         self.grants.push(Grant {
             host,
-            guest: guest.to_owned(),
+            guest,
             guest_parts,
             access,
             dir: Arc::new(dir),
@@ -253,6 +260,15 @@ impl Normal {
         Ok(Self { absolute, parts })
     }
 
+    /// The path written out in its normal form.
+    fn text(&self) -> String {
+        match (self.absolute, self.parts.is_empty()) {
+            (true, _) => format!("/{}", self.parts.join("/")),
+            (false, true) => ".".to_owned(),
+            (false, false) => self.parts.join("/"),
+        }
+    }
+
     /// Whether `other` is this path or lies beneath it, component by component.
     fn contains(&self, other: &Normal) -> bool {
         self.absolute == other.absolute && other.parts.starts_with(&self.parts)
@@ -269,6 +285,16 @@ pub(crate) struct GrantOpener {
     dir: Arc<Dir>,
     relative: PathBuf,
     access: Access,
+}
+
+impl GrantOpener {
+    fn parent_exists(&self) -> bool {
+        let parent = match self.relative.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        self.dir.metadata(parent).is_ok_and(|m| m.is_dir())
+    }
 }
 
 impl Opener for GrantOpener {
@@ -297,6 +323,9 @@ impl Opener for GrantOpener {
                         .mode(0o666)
                         .custom_flags(flags);
                     self.dir.open_with(&self.relative, &create)?
+                }
+                Access::ReadOnly if !self.parent_exists() => {
+                    return Err(io::Error::from(io::ErrorKind::NotFound).into());
                 }
                 Access::ReadOnly => {
                     return Err(io::Error::new(

@@ -206,7 +206,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
     }
     grants.add_to_wasi(&mut wasi)?;
-    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let deadline = args.timeout.and_then(|t| Instant::now().checked_add(t));
     let state = State {
         wasi: wasi.build(),
         locket: LocketCtx::new(Arc::new(grants))
@@ -315,7 +315,10 @@ fn start_timer(engine: Engine, timeout: Duration) {
         std::thread::sleep(timeout);
         engine.increment_epoch();
         std::thread::sleep(Duration::from_secs(1));
-        eprintln!("locket-host: error: the plugin timed out after {timeout:?} (--timeout)");
+        eprintln!(
+            "locket-host: error: the plugin timed out after {timeout:?} (--timeout) and did \
+             not stop within a second (it was blocked outside WebAssembly); ending the process"
+        );
         std::process::exit(EXIT_TIMEOUT.into());
     });
 }

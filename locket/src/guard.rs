@@ -9,11 +9,19 @@ use crate::{Lock, LockError, Mode};
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     mode: Mode,
+    /// The hold this guard stands for: if the handle was released and
+    /// acquired again behind the guard's back, the guard leaves that new
+    /// hold alone.
+    generation: u64,
 }
 
 impl<'a> LockGuard<'a> {
-    pub(crate) fn new(lock: &'a Lock, mode: Mode) -> Self {
-        Self { lock, mode }
+    pub(crate) fn new(lock: &'a Lock, mode: Mode, generation: u64) -> Self {
+        Self {
+            lock,
+            mode,
+            generation,
+        }
     }
 
     /// The mode the lock is held in.
@@ -32,19 +40,25 @@ impl<'a> LockGuard<'a> {
     ///
     /// # Errors
     ///
-    /// [`LockError::NotLocked`] if the handle was released behind the guard's
-    /// back (through [`Lock::release`]), or [`LockError::Io`] if the operating
-    /// system refused to unlock; the file is closed then, which releases it.
+    /// [`LockError::NotLocked`] if the hold this guard stands for was
+    /// released behind its back (through [`Lock::release`]), even if the handle
+    /// has acquired again since; or [`LockError::Io`] if the operating system
+    /// refused to unlock (the file is closed then, which releases it).
     pub fn unlock(self) -> Result<(), LockError> {
-        let lock = self.lock;
+        let (lock, generation) = (self.lock, self.generation);
         std::mem::forget(self);
-        lock.release()
+        match lock.release_generation(generation)? {
+            true => Ok(()),
+            false => Err(LockError::NotLocked {
+                path: lock.path().to_path_buf(),
+            }),
+        }
     }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        // An error here means the lock is already released; nothing to do.
-        let _ = self.lock.release();
+        // An error or `false` here means this hold is already released.
+        let _ = self.lock.release_generation(self.generation);
     }
 }

@@ -35,6 +35,9 @@ struct State {
     held: Option<Mode>,
     /// An acquire is in progress on this handle.
     acquiring: bool,
+    /// Counts successful acquires, so that a guard releases only the hold it
+    /// was made for, never a later one of the same handle.
+    generation: u64,
 }
 
 struct Opened {
@@ -138,8 +141,8 @@ impl Lock {
     ///
     /// See [`acquire_with`](Self::acquire_with).
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
-        self.acquire()?;
-        Ok(LockGuard::new(self, Mode::Exclusive))
+        let generation = self.acquire_generation(Mode::Exclusive, self.timeout)?;
+        Ok(LockGuard::new(self, Mode::Exclusive, generation))
     }
 
     /// Acquires a shared lock and returns a guard that releases it on drop.
@@ -148,8 +151,8 @@ impl Lock {
     ///
     /// See [`acquire_with`](Self::acquire_with).
     pub fn lock_shared(&self) -> Result<LockGuard<'_>, LockError> {
-        self.acquire_shared()?;
-        Ok(LockGuard::new(self, Mode::Shared))
+        let generation = self.acquire_generation(Mode::Shared, self.timeout)?;
+        Ok(LockGuard::new(self, Mode::Shared, generation))
     }
 
     /// Acquires the lock in `mode`, waiting as `timeout` says (ignoring the
@@ -167,6 +170,18 @@ impl Lock {
     ///   [`LockError::MissingParent`] if the path cannot be a lock file.
     /// - [`LockError::Io`] for any other error from the operating system.
     pub fn acquire_with(&self, mode: Mode, timeout: Option<Duration>) -> Result<(), LockError> {
+        self.acquire_generation(mode, timeout).map(drop)
+    }
+
+    /// Acquires, returning the hold's generation.
+    fn acquire_generation(&self, mode: Mode, timeout: Option<Duration>) -> Result<u64, LockError> {
+        // Clears `acquiring` even if an `Opener` panics.
+        struct Acquiring<'a>(&'a Lock);
+        impl Drop for Acquiring<'_> {
+            fn drop(&mut self) {
+                self.0.state().acquiring = false;
+            }
+        }
         let cached = {
             let mut state = self.state();
             if state.held.is_some() || state.acquiring {
@@ -184,14 +199,24 @@ impl Lock {
                 .checked_add(t)
                 .map_or(Wait::Forever, Wait::Until),
         };
+        let acquiring = Acquiring(self);
         let (outcome, file) = self.acquire_file(mode, wait, timeout, cached);
+        drop(acquiring);
         let mut state = self.state();
-        state.acquiring = false;
         state.file = file;
-        if outcome.is_ok() {
-            state.held = Some(mode);
+        outcome?;
+        state.held = Some(mode);
+        state.generation += 1;
+        Ok(state.generation)
+    }
+
+    /// Releases the hold of `generation` if this handle still has that hold
+    /// (for guards); returns whether it did.
+    pub(crate) fn release_generation(&self, generation: u64) -> Result<bool, LockError> {
+        if self.state().generation != generation {
+            return Ok(false);
         }
-        outcome
+        self.release_if(Some(generation)).map(|()| true)
     }
 
     /// Releases the lock this handle holds.
@@ -202,8 +227,14 @@ impl Lock {
     /// another handle for the same file does. [`LockError::Io`] if the operating
     /// system refused to unlock; the file is closed then, which releases it.
     pub fn release(&self) -> Result<(), LockError> {
+        self.release_if(None)
+    }
+
+    /// Releases, but only the hold of `generation` when one is given.
+    fn release_if(&self, generation: Option<u64>) -> Result<(), LockError> {
         let mut state = self.state();
-        let (Some(mode), Some(opened)) = (state.held, state.file.as_ref()) else {
+        let current = generation.is_none_or(|g| g == state.generation);
+        let (Some(mode), Some(opened), true) = (state.held, state.file.as_ref(), current) else {
             return Err(LockError::NotLocked {
                 path: self.path.clone(),
             });
@@ -242,29 +273,37 @@ impl Lock {
         mut cached: Option<Opened>,
     ) -> (Result<(), LockError>, Option<Opened>) {
         loop {
-            let opened = match cached.take() {
-                Some(opened) => opened,
+            let (opened, was_cached) = match cached.take() {
+                Some(opened) => (opened, true),
                 None => match self.open() {
-                    Ok(opened) => opened,
+                    Ok(opened) => (opened, false),
                     Err(e) => return (Err(e), None),
                 },
+            };
+            // A file kept open from an earlier acquire may since have been
+            // deleted or replaced. Checking costs a stat, so it is done only
+            // where a stale file would mislead: before reporting a deadlock
+            // and before waiting. (After locking, every acquire checks.)
+            let stale = |opened: &Opened| {
+                was_cached && !matches!(self.opener.identify(), Ok(Some(id)) if id == opened.id)
             };
             if let Some(group) = &self.group
                 && group.conflicts(opened.id, mode)
             {
+                if stale(&opened) {
+                    continue; // `cached` is None now: reopen
+                }
                 let path = self.path.clone();
                 return (Err(LockError::Deadlock { path }), Some(opened));
             }
-            let got = match wait {
-                Wait::Once => sys::try_lock(&opened.file, mode),
-                Wait::Forever => sys::lock_forever(&opened.file, mode).map(|()| true),
-                Wait::Until(deadline) => sys::try_lock(&opened.file, mode).and_then(|got| {
-                    if got {
-                        Ok(true)
-                    } else {
-                        sys::lock_until(&opened.file, mode, deadline)
-                    }
-                }),
+            let got = match sys::try_lock(&opened.file, mode) {
+                Ok(false) if stale(&opened) => continue,
+                Ok(false) => match wait {
+                    Wait::Once => Ok(false),
+                    Wait::Forever => sys::lock_forever(&opened.file, mode).map(|()| true),
+                    Wait::Until(deadline) => sys::lock_until(&opened.file, mode, deadline),
+                },
+                other => other,
             };
             match got {
                 Ok(true) => {}

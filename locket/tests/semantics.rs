@@ -443,3 +443,61 @@ fn handles_are_send_and_sync() {
     check::<locket::Lock>();
     check::<LockGroup>();
 }
+
+#[test]
+fn a_guard_never_releases_a_later_hold_of_its_handle() {
+    let (_dir, path) = scratch();
+    let lock = lock_file(&path);
+    let guard = lock.lock().unwrap();
+    lock.release().unwrap(); // behind the guard's back
+    lock.acquire().unwrap(); // a new hold
+    drop(guard);
+    assert!(
+        lock.is_locked(),
+        "the guard released a hold it did not make"
+    );
+    assert_busy(&path, Mode::Shared);
+    lock.release().unwrap();
+
+    let guard = lock.lock_shared().unwrap();
+    lock.release().unwrap();
+    lock.acquire().unwrap();
+    assert!(matches!(guard.unlock(), Err(LockError::NotLocked { .. })));
+    assert!(lock.is_locked());
+}
+
+#[test]
+fn a_handle_does_not_wait_on_a_lock_file_that_was_deleted_meanwhile() {
+    let (_dir, path) = scratch();
+    let cached = lock_file(&path);
+    cached.acquire().unwrap();
+    cached.release().unwrap(); // keeps its descriptor on this file
+    let old_holder = lock_file(&path);
+    old_holder.acquire().unwrap(); // holds the old file...
+    fs::remove_file(&path).unwrap(); // ...which nobody can name any more
+    let (tx, rx) = mpsc::channel();
+    // Detached, so that a wait that never ends fails the test, not hangs it.
+    thread::spawn(move || {
+        let result = cached.acquire();
+        tx.send((result, cached)).unwrap();
+    });
+    // No timeout: waiting on the old file would never end.
+    let (result, cached) = rx.recv_timeout(PROMPT).expect("waited on the deleted file");
+    result.unwrap();
+    assert!(path.exists());
+    assert_busy(&path, Mode::Exclusive);
+    // In a group, the stale file is no reason to report a deadlock either.
+    let group = LockGroup::new();
+    let a = group.lock_file(&path);
+    let b = group.lock_file(&path);
+    drop(cached);
+    a.acquire().unwrap();
+    a.release().unwrap(); // `a` keeps the current file open
+    b.acquire().unwrap();
+    fs::remove_file(&path).unwrap();
+    let fresh = lock_file(&path);
+    fresh.acquire().unwrap();
+    fresh.release().unwrap();
+    // `a`'s file is the deleted one that `b` holds; the path's file is free.
+    a.acquire_with(Mode::Exclusive, TRY_ONCE).unwrap();
+}

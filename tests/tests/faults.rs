@@ -79,6 +79,15 @@ fn a_sigkilled_native_holder_frees_the_lock_for_a_waiting_plugin() {
     }
 }
 
+/// The POSIX timers process `pid` has.
+fn timers(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/timers"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("ID:"))
+        .count()
+}
+
 fn count(dir: String) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
@@ -99,6 +108,7 @@ fn ten_thousand_cycles_leak_no_descriptor_or_thread_in_the_host() {
     cycles(&mut plugin, 10); // one-time set-up (signal handler, caches) first
     let fds = count(format!("/proc/{pid}/fd"));
     let threads = count(format!("/proc/{pid}/task"));
+    let timer_count = timers(pid);
     cycles(&mut plugin, 10_000);
     assert_eq!(count(format!("/proc/{pid}/fd")), fds, "descriptors leaked");
     assert_eq!(
@@ -106,5 +116,8 @@ fn ten_thousand_cycles_leak_no_descriptor_or_thread_in_the_host() {
         threads,
         "threads leaked"
     );
-    eprintln!("after 10,000 cycles: {fds} descriptors, {threads} threads, as before");
+    assert_eq!(timers(pid), timer_count, "POSIX timers leaked");
+    eprintln!(
+        "after 10,000 cycles: {fds} descriptors, {threads} threads, {timer_count} timers, as before"
+    );
 }

@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use locket_tests::{LineProcess, guests, host_command};
 
-/// A generous bound for "promptly after release": locket.py polls every
-/// 50 ms with a timeout, so this only catches waits that do not end.
-const SOON: Duration = Duration::from_secs(2);
-
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Native,
@@ -99,7 +95,7 @@ fn check_pair(holder_kind: Kind, waiter_kind: Kind) {
         );
         holder.ask("release", "released").unwrap();
         assert_eq!(
-            waiter.line_within(SOON).unwrap(),
+            waiter.line_within(locket_tests::PROMPT).unwrap(),
             "acquired",
             "{what} ({request})"
         );

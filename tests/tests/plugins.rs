@@ -8,11 +8,6 @@ use std::time::{Duration, Instant};
 
 use locket_tests::{LineProcess, PROMPT, guests, host_command};
 
-/// How soon a waiter must get the lock after release in these tests: a
-/// generous bound on a loaded machine (the benchmark measures the real
-/// hand-off, in microseconds).
-const SOON: Duration = Duration::from_secs(2);
-
 fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -45,7 +40,7 @@ fn a_plugin_waits_for_a_native_holder_and_gets_the_lock_soon_after() {
             "{request}"
         );
         holder.ask("release", "released").unwrap();
-        assert_eq!(plugin.line_within(SOON).unwrap(), "acquired", "{request}");
+        assert_eq!(plugin.line_within(PROMPT).unwrap(), "acquired", "{request}");
         holder.ask("acquire 0", "error: timeout").unwrap();
     }
 }
@@ -60,7 +55,7 @@ fn a_native_process_waits_for_a_plugin_holder_and_gets_the_lock_soon_after() {
         waiter.send(request).unwrap();
         assert_eq!(waiter.maybe_line(Duration::from_millis(100)), None);
         plugin.ask("release", "released").unwrap();
-        assert_eq!(waiter.line_within(SOON).unwrap(), "acquired");
+        assert_eq!(waiter.line_within(PROMPT).unwrap(), "acquired");
         plugin.ask("acquire 0", "error: timeout").unwrap();
     }
 }
@@ -93,7 +88,7 @@ fn two_plugins_exclude_each_other() {
     b.ask("acquire 0", "error: timeout").unwrap();
     b.send("acquire").unwrap();
     a.ask("release", "released").unwrap();
-    assert_eq!(b.line_within(SOON).unwrap(), "acquired");
+    assert_eq!(b.line_within(PROMPT).unwrap(), "acquired");
 }
 
 #[test]
@@ -200,7 +195,7 @@ fn a_guest_that_exits_traps_or_times_out_while_holding_frees_the_lock() {
     ends_and_frees(&[], "exit 7", 7);
     ends_and_frees(&[], "exit 0", 0);
     ends_and_frees(&[], "trap", 134);
-    ends_and_frees(&["--timeout=1s"], "spin", 124);
+    ends_and_frees(&["--timeout=3s"], "spin", 124);
     ends_and_frees(&[], "drop", 0); // dropping the handle; stdin then closes
 }
 

@@ -176,9 +176,10 @@ fn timed_out_waits_leak_no_descriptor_or_thread() {
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
         .collect();
-    assert_eq!(n.len(), 4, "{line}");
+    assert_eq!(n.len(), 6, "{line}");
     assert_eq!(n[0], n[1], "descriptors leaked: {line}");
     assert_eq!(n[2], n[3], "threads leaked: {line}");
+    assert_eq!(n[4], n[5], "POSIX timers leaked: {line}");
 }
 
 #[test]

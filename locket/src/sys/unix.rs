@@ -118,8 +118,9 @@ mod timed {
     //!   clock and wait again.
     //!
     //! We only install the handler while the signal has its default disposition.
-    //! If the application has its own handler for it, we leave it alone and
-    //! poll instead.
+    //! If the application has its own handler for it, or blocks it in the
+    //! waiting thread (to take it with sigwait or signalfd), or no timer can be
+    //! created, we leave it alone and poll instead.
 
     use std::fs::File;
     use std::io;
@@ -185,10 +186,18 @@ mod timed {
         deadline: Instant,
         signal: libc::c_int,
     ) -> io::Result<bool> {
-        // Declared first, dropped last: the mask is restored only after the
-        // timer is gone and any signal it left pending has been delivered.
-        let _mask = Unblocked::new(signal)?;
-        let _timer = ThreadTimer::arm(signal, deadline)?;
+        if blocked_here(signal) {
+            // This thread blocks the signal: the application may consume it
+            // with sigwait or signalfd, so leave it alone and poll.
+            return super::super::poll_until(file, mode, deadline);
+        }
+        // The signal is unblocked here, so once the timer is deleted (when
+        // `_timer` drops) any signal it left pending is delivered to the
+        // no-op handler before we return.
+        let Ok(_timer) = ThreadTimer::arm(signal, deadline) else {
+            // No timer to be had (RLIMIT_SIGPENDING, a sandboxed kernel): poll.
+            return super::super::poll_until(file, mode, deadline);
+        };
         let operation = match mode {
             Mode::Exclusive => libc::LOCK_EX,
             Mode::Shared => libc::LOCK_SH,
@@ -208,34 +217,14 @@ mod timed {
         }
     }
 
-    /// Keeps `signal` unblocked in this thread, restoring the old mask on drop.
-    struct Unblocked {
-        old: libc::sigset_t,
-    }
-
-    impl Unblocked {
-        fn new(signal: libc::c_int) -> io::Result<Self> {
-            // SAFETY: both sets are initialised by sigemptyset / pthread_sigmask
-            // before they are read.
-            unsafe {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                let mut old: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, signal);
-                match libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut old) {
-                    0 => Ok(Self { old }),
-                    e => Err(io::Error::from_raw_os_error(e)),
-                }
-            }
-        }
-    }
-
-    impl Drop for Unblocked {
-        fn drop(&mut self) {
-            // SAFETY: restores the mask saved in `new`.
-            unsafe {
-                libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, ptr::null_mut());
-            }
+    /// Whether the calling thread blocks `signal`.
+    fn blocked_here(signal: libc::c_int) -> bool {
+        // SAFETY: a null `set` only reads the thread's mask into `mask`,
+        // which pthread_sigmask initialises.
+        unsafe {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, ptr::null(), &mut mask) != 0
+                || libc::sigismember(&mask, signal) == 1
         }
     }
 
@@ -290,7 +279,8 @@ mod timed {
     fn timespec(d: Duration) -> libc::timespec {
         libc::timespec {
             tv_sec: d.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-            tv_nsec: d.subsec_nanos().into(),
+            // Below 1e9, so it fits a c_long on every target.
+            tv_nsec: d.subsec_nanos() as libc::c_long,
         }
     }
 }

@@ -9,13 +9,13 @@
 //! | `acquire [MS]`             | `acquired` or `error: KIND: MESSAGE`     |
 //! | `acquire-shared [MS]`      | the same                                 |
 //! | `release`                  | `released` or `error: KIND: MESSAGE`     |
-//! | `cycles N MS`              | `fds A B threads C D` (see below)        |
+//! | `cycles N MS`              | `fds A B threads C D timers E F`         |
 //! | `exit`                     | exits with status 0                      |
 //!
 //! `MS` is a timeout in milliseconds; without it the acquire waits forever.
 //! `cycles N MS` makes N timed acquires that each time out after MS on a
 //! second handle (the first must hold the lock), and reports the process's
-//! open descriptors and threads before and after. KIND is one of `timeout`,
+//! open descriptors, threads and POSIX timers before and after. KIND is one of `timeout`,
 //! `not-locked`, `already-locked`, `deadlock`, `invalid-path`,
 //! `not-regular-file`, `missing-parent`, `io`.
 //!
@@ -94,7 +94,11 @@ fn error_line(e: &LockError) -> String {
 }
 
 fn cycles(path: &std::ffi::OsStr, n: u32, each: Duration) -> anyhow::Result<String> {
-    let before = (count("/proc/self/fd")?, count("/proc/self/task")?);
+    let before = (
+        count("/proc/self/fd")?,
+        count("/proc/self/task")?,
+        timers()?,
+    );
     for _ in 0..n {
         let other = locket::lock_file(path);
         match other.acquire_with(Mode::Exclusive, Some(each)) {
@@ -102,11 +106,23 @@ fn cycles(path: &std::ffi::OsStr, n: u32, each: Duration) -> anyhow::Result<Stri
             other => bail!("expected a timeout, got {other:?}"),
         }
     }
-    let after = (count("/proc/self/fd")?, count("/proc/self/task")?);
+    let after = (
+        count("/proc/self/fd")?,
+        count("/proc/self/task")?,
+        timers()?,
+    );
     Ok(format!(
-        "fds {} {} threads {} {}",
-        before.0, after.0, before.1, after.1
+        "fds {} {} threads {} {} timers {} {}",
+        before.0, after.0, before.1, after.1, before.2, after.2
     ))
+}
+
+/// The POSIX timers this process has.
+fn timers() -> anyhow::Result<usize> {
+    Ok(std::fs::read_to_string("/proc/self/timers")?
+        .lines()
+        .filter(|l| l.starts_with("ID:"))
+        .count())
 }
 
 fn count(dir: &str) -> anyhow::Result<usize> {
