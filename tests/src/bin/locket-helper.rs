@@ -17,7 +17,7 @@
 //! second handle (the first must hold the lock), and reports the process's
 //! open descriptors, threads and POSIX timers before and after. KIND is one of `timeout`,
 //! `not-locked`, `already-locked`, `deadlock`, `invalid-path`,
-//! `not-regular-file`, `missing-parent`, `io`.
+//! `not-regular-file`, `missing-parent`, `access-denied`, `io`.
 //!
 //! With `LOCKET_HELPER_SIGUSR1=1` in its environment it installs a handler for
 //! SIGUSR1 without `SA_RESTART`, so that each SIGUSR1 interrupts whatever
@@ -88,6 +88,7 @@ fn error_line(e: &LockError) -> String {
         LockError::InvalidPath { .. } => "invalid-path",
         LockError::NotRegularFile { .. } => "not-regular-file",
         LockError::MissingParent { .. } => "missing-parent",
+        LockError::AccessDenied { .. } => "access-denied",
         _ => "io",
     };
     format!("error: {kind}: {e}")
