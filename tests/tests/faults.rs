@@ -65,6 +65,37 @@ fn a_sigkilled_host_never_leaves_its_plugins_lock_held() {
 }
 
 #[test]
+fn a_host_sigkilled_while_its_plugin_holds_the_lock_frees_it_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new();
+    let mut waiter = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+    for round in 0..50 {
+        let mut plugin =
+            LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &["/data/x.lock"]).unwrap();
+        let mode = if round % 2 == 0 {
+            "acquire"
+        } else {
+            "acquire-shared"
+        };
+        plugin.ask(mode, "acquired").unwrap();
+        waiter.send("acquire").unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(20)));
+        assert_eq!(
+            waiter.maybe_line(Duration::ZERO),
+            None,
+            "round {round}: got in early"
+        );
+        plugin.kill().unwrap();
+        assert_eq!(
+            waiter.line_within(PROMPT).unwrap(),
+            "acquired",
+            "round {round}"
+        );
+        waiter.ask("release", "released").unwrap();
+    }
+}
+
+#[test]
 fn a_sigkilled_native_holder_frees_the_lock_for_a_waiting_plugin() {
     let dir = tempfile::tempdir().unwrap();
     for request in ["acquire", "acquire 60000"] {

@@ -77,6 +77,7 @@ pub(crate) fn open(path: &Path) -> io::Result<File> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(false)
             .mode(0o666)
             .custom_flags(flags)
             .open(path),

@@ -64,9 +64,11 @@ pub(crate) fn non_regular_kind(meta: &Metadata) -> Option<&'static str> {
 /// Opens (creating if missing) the lock file at `path`, never truncating it.
 pub(crate) fn open(path: &Path) -> io::Result<File> {
     match OpenOptions::new().read(true).open(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            OpenOptions::new().write(true).create(true).open(path)
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path),
         other => other,
     }
 }
