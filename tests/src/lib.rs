@@ -164,6 +164,28 @@ impl LineProcess {
         }
     }
 
+    /// Sends `kill SIGNAL` (as the `kill` command spells it, like `-USR1`)
+    /// to the child `times` times, checking each time that it stays silent:
+    /// a signal must neither fail nor end the wait it is in.
+    ///
+    /// # Errors
+    ///
+    /// If `kill` fails or the child answers meanwhile.
+    pub fn stays_quiet_while_signalled(&mut self, signal: &str, times: u32) -> anyhow::Result<()> {
+        let pid = self.id().to_string();
+        for i in 0..times {
+            let status = Command::new("kill").args([signal, &pid]).status()?;
+            anyhow::ensure!(status.success(), "kill {signal} {pid} failed");
+            if let Some(line) = self.maybe_line(Duration::from_millis(2)) {
+                bail!(
+                    "{}: answered {line:?} after signal {i} ({signal})",
+                    self.name
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Kills the child with SIGKILL and reaps it.
     ///
     /// # Errors
@@ -248,4 +270,42 @@ pub fn host_command(host_args: &[&str], plugin: &str, plugin_args: &[&str]) -> C
         .arg(plugin)
         .args(plugin_args);
     command
+}
+
+/// `sh` running util-linux `flock(1)` around a shell increment of the number
+/// in `data`, `n` times, each under the lock file `lock`.
+#[must_use]
+pub fn flock_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
+    let script = format!(
+        "i=0; while [ $i -lt {n} ]; do \
+           flock \"$0\" sh -c 'v=$(cat \"$1\"); echo $((v + 1)) > \"$1\"' sh \"$1\" || exit 1; \
+           i=$((i + 1)); done"
+    );
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script).arg(lock).arg(data);
+    command
+}
+
+/// A native `locket` process (`locket-demo --worker`) that adds 1 to the
+/// number in `data` `n` times, each under the lock file `lock`.
+#[must_use]
+pub fn native_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
+    let mut command = Command::new(sibling_exe("locket-demo"));
+    command
+        .arg("--worker")
+        .arg(lock)
+        .arg(data)
+        .arg(n.to_string());
+    command
+}
+
+/// A `counter.wasm` plugin under `locket-host` with `dir` granted as
+/// `/data`, adding 1 to `/data/counter` `n` times under `/data/counter.lock`.
+#[must_use]
+pub fn plugin_incrementer(dir: &Path, n: u64) -> Command {
+    host_command(
+        &[&format!("--dir={}::/data", dir.display())],
+        guests::COUNTER,
+        &["/data/counter.lock", "/data/counter", &n.to_string()],
+    )
 }

@@ -152,19 +152,12 @@ fn a_mixed_crowd_loses_no_update_over_20_rounds() {
         std::fs::write(&data, "0\n").unwrap();
         let mut children = Vec::new();
         for _ in 0..2 {
-            let mut plugin = host_command(
-                &[&format!("--dir={}::/data", dir.path().display())],
-                guests::COUNTER,
-                &["/data/counter.lock", "/data/counter", &n.to_string()],
-            );
+            let mut plugin = locket_tests::plugin_incrementer(dir.path(), n);
             children.push(("plugin", plugin.stderr(Stdio::null()).spawn().unwrap()));
-            let mut native = Command::new(locket_tests::sibling_exe("locket-demo"));
-            native
-                .arg("--worker")
-                .arg(&lock)
-                .arg(&data)
-                .arg(n.to_string());
-            children.push(("native", native.spawn().unwrap()));
+            let native = locket_tests::native_incrementer(&lock, &data, n)
+                .spawn()
+                .unwrap();
+            children.push(("native", native));
         }
         let mut python = command(Kind::PyLocket, dir.path(), "counter.lock");
         let mut python = python
@@ -178,16 +171,7 @@ fn a_mixed_crowd_loses_no_update_over_20_rounds() {
             writeln!(stdin, "increment {} {n}\nexit", data.display()).unwrap();
         }
         children.push(("python locket", python));
-        let script = format!(
-            "i=0; while [ $i -lt {n} ]; do \
-               flock \"$0\" sh -c 'v=$(cat \"$1\"); echo $((v + 1)) > \"$1\"' sh \"$1\" || exit 1; \
-               i=$((i + 1)); done"
-        );
-        let flock = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(&lock)
-            .arg(&data)
+        let flock = locket_tests::flock_incrementer(&lock, &data, n)
             .spawn()
             .unwrap();
         children.push(("flock(1)", flock));

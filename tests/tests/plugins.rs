@@ -237,18 +237,14 @@ fn no_lost_updates_between_plugins_and_native_processes() {
     let n = 500;
     let mut children = Vec::new();
     for _ in 0..4 {
-        let mut c = host_command(
-            &[&grant(dir.path())],
-            guests::COUNTER,
-            &["/data/counter.lock", "/data/counter", &n.to_string()],
+        let mut plugin = locket_tests::plugin_incrementer(dir.path(), n);
+        children.push(plugin.stderr(Stdio::null()).spawn().unwrap());
+        let lock = dir.path().join("counter.lock");
+        children.push(
+            locket_tests::native_incrementer(&lock, &data, n)
+                .spawn()
+                .unwrap(),
         );
-        children.push(c.stderr(Stdio::null()).spawn().unwrap());
-        let mut c = Command::new(locket_tests::sibling_exe("locket-demo"));
-        c.arg("--worker")
-            .arg(dir.path().join("counter.lock"))
-            .arg(&data)
-            .arg(n.to_string());
-        children.push(c.spawn().unwrap());
     }
     for mut child in children {
         assert!(child.wait().unwrap().success());

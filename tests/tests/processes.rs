@@ -223,17 +223,8 @@ fn signals_that_interrupt_a_wait_neither_fail_nor_end_it() {
         let mut waiter = LineProcess::spawn(command).unwrap();
         holder.ask("acquire", "acquired").unwrap();
         waiter.send(request).unwrap();
-        let pid = waiter.id().to_string();
-        for _ in 0..100 {
-            let status = Command::new("kill").args(["-USR1", &pid]).status().unwrap();
-            assert!(status.success());
-            // Each signal interrupts the blocked flock; none may end the wait.
-            assert_eq!(
-                waiter.maybe_line(Duration::from_millis(2)),
-                None,
-                "{request}"
-            );
-        }
+        // Each signal interrupts the blocked flock; none may end the wait.
+        waiter.stays_quiet_while_signalled("-USR1", 100).unwrap();
         holder.ask("release", "released").unwrap();
         waiter.expect("acquired").unwrap();
         let line = waiter.ask("signals", "signals").unwrap();

@@ -42,20 +42,11 @@ fn main() -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let me = std::env::current_exe()?;
-    let grant = format!("--dir={}::/data", dir.path().display());
     let mut children: Vec<(String, Child)> = Vec::new();
     for i in 0..workers {
-        let plugin = locket_tests::host_command(
-            &[&grant],
-            locket_tests::guests::COUNTER,
-            &[
-                "/data/counter.lock",
-                "/data/counter",
-                &increments.to_string(),
-            ],
-        )
-        .spawn()
-        .context("starting locket-host")?;
+        let plugin = locket_tests::plugin_incrementer(dir.path(), increments)
+            .spawn()
+            .context("starting locket-host")?;
         children.push((format!("plugin {i}"), plugin));
         let native = Command::new(&me)
             .arg("--worker")
@@ -65,15 +56,7 @@ fn main() -> anyhow::Result<()> {
         children.push((format!("native locket process {i}"), native));
     }
     // util-linux flock(1) takes the same lock around a shell increment.
-    let script = format!(
-        "i=0; while [ $i -lt {increments} ]; do \
-           flock \"$0\" sh -c 'n=$(cat \"$1\"); echo $((n + 1)) > \"$1\"' sh \"$1\" || exit 1; \
-           i=$((i + 1)); done"
-    );
-    let flock = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .args([&lock, &data])
+    let flock = locket_tests::flock_incrementer(&lock, &data, increments)
         .spawn()
         .context("running sh with util-linux flock(1)")?;
     children.push(("flock(1) worker".to_owned(), flock));
