@@ -1,7 +1,6 @@
 //! Small value parsers for the command line, in the style of `wasmtime run`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// A `--dir HOST[::GUEST]` value.
 #[derive(Debug, Clone)]
@@ -43,42 +42,7 @@ pub fn parse_env(s: &str) -> Result<(String, Option<String>), String> {
     Ok((name.to_owned(), value))
 }
 
-/// Parses a duration: a number with an optional unit (`ns`, `us`, `ms`, `s`,
-/// `m`, `h`); a bare number is seconds, and fractions are allowed
-/// (`500ms`, `2s`, `1m`, `0.5`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!(
-            "invalid duration {s:?}: expected a number with an optional unit, like 500ms, 2s or 1m"
-        )
-    })?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "invalid duration {s:?}: unknown unit {other:?} (use ns, us, ms, s, m or h)"
-            ));
-        }
-    };
-    let duration = Duration::try_from_secs_f64(value * scale)
-        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
-    // Far beyond any run, and small enough to add to a clock without overflow.
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    if duration > CENTURY {
-        return Err(format!("invalid duration {s:?}: longer than a century"));
-    }
-    Ok(duration)
-}
+pub use locket::parse_duration;
 
 /// Parses a size in bytes: a whole number with an optional unit (`K`, `M`,
 /// `G`, with or without `iB`/`B`, all powers of 1024), like `64M` or `1GiB`.
@@ -108,27 +72,6 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_units_fractions_and_bare_seconds() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        for bad in [
-            "",
-            "ms",
-            "-1s",
-            "1.2.3s",
-            "5 parsecs",
-            "1e9999",
-            "10000000000000000000",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
 
     #[test]
     fn dirs_take_an_optional_guest_path_and_must_exist() {

@@ -1,0 +1,212 @@
+//! The native `locket lock` command, against helpers, flock(1) and plugins.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use locket_tests::{LineProcess, guests, sibling_exe};
+
+fn locket() -> Command {
+    Command::new(sibling_exe("locket"))
+}
+
+/// `locket lock ARGS... PATH -- sh -c SCRIPT` as a line process (SCRIPT
+/// should `echo ready` first).
+fn holding(path: &Path, args: &[&str], script: &str) -> LineProcess {
+    let mut c = locket();
+    c.arg("lock")
+        .args(args)
+        .arg(path)
+        .args(["--", "sh", "-c", script]);
+    LineProcess::spawn(c).unwrap()
+}
+
+fn run(args: &[&str]) -> Output {
+    locket().args(args).output().unwrap()
+}
+
+#[test]
+fn the_lock_is_held_while_the_command_runs_and_released_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.lock");
+    let mut held = holding(&path, &[], "echo ready; read line; exit 0");
+    LineProcess::helper(&path)
+        .unwrap()
+        .ask("acquire 0", "error: timeout")
+        .unwrap();
+    let flock = Command::new("flock")
+        .args(["-n", "-E", "75"])
+        .arg(&path)
+        .arg("true")
+        .status()
+        .unwrap();
+    assert_eq!(
+        flock.code(),
+        Some(75),
+        "flock(1) got in while locket held the lock"
+    );
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let mut plugin = LineProcess::plugin(&[&grant], guests::LOCKER, &["/data/x.lock"]).unwrap();
+    plugin.ask("acquire 0", "error: timeout").unwrap();
+    held.send("go").unwrap();
+    assert_eq!(held.wait().unwrap().code(), Some(0));
+    plugin.ask("acquire 0", "acquired").unwrap();
+}
+
+#[test]
+fn it_waits_for_holders_of_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.lock");
+    let p = path.to_str().unwrap();
+    // A plugin holds it: -w 0 fails with the conflict code, then a waiter
+    // without -w gets it once the plugin lets go.
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let mut plugin = LineProcess::plugin(&[&grant], guests::LOCKER, &["/data/x.lock"]).unwrap();
+    plugin.ask("acquire", "acquired").unwrap();
+    let busy = run(&["lock", "-w", "0", p, "--", "true"]);
+    assert_eq!(busy.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("held elsewhere"), "{err}");
+    let busy = run(&[
+        "lock",
+        "-w",
+        "300ms",
+        "--conflict-exit-code",
+        "75",
+        p,
+        "--",
+        "true",
+    ]);
+    assert_eq!(busy.status.code(), Some(75));
+    // `ready` comes from a shell before it runs `locket`, which then waits.
+    let mut waiter = LineProcess::spawn({
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("echo ready; exec \"$0\" lock \"$1\" -- sh -c 'echo inside; read line'")
+            .arg(sibling_exe("locket"))
+            .arg(&path);
+        c
+    })
+    .unwrap();
+    assert_eq!(
+        waiter.maybe_line(std::time::Duration::from_millis(100)),
+        None
+    );
+    plugin.ask("release", "released").unwrap();
+    waiter.expect("inside").unwrap();
+    waiter.send("done").unwrap();
+    assert_eq!(waiter.wait().unwrap().code(), Some(0));
+    // flock(1) holds it.
+    let mut theirs = LineProcess::spawn({
+        let mut c = Command::new("flock");
+        c.arg(&path).args(["-c", "echo ready; read line"]);
+        c
+    })
+    .unwrap();
+    assert_eq!(
+        run(&["lock", "-w", "0", p, "--", "true"]).status.code(),
+        Some(1)
+    );
+    theirs.send("done").unwrap();
+    assert!(
+        run(&["lock", "-w", "10s", p, "--", "true"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn shared_holders_run_together_and_exclude_an_exclusive_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.lock");
+    let p = path.to_str().unwrap();
+    let mut a = holding(&path, &["--shared"], "echo ready; read line");
+    let mut b = holding(&path, &["--shared", "-w", "0"], "echo ready; read line");
+    assert_eq!(
+        run(&["lock", "-w", "0", p, "--", "true"]).status.code(),
+        Some(1)
+    );
+    a.send("x").unwrap();
+    b.send("x").unwrap();
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    assert!(run(&["lock", "-w", "0", p, "--", "true"]).status.success());
+}
+
+#[test]
+fn the_exit_code_is_the_commands_or_128_plus_its_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.lock");
+    let p = p.to_str().unwrap();
+    assert_eq!(
+        run(&["lock", p, "--", "sh", "-c", "exit 3"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(
+        run(&["lock", p, "--", "sh", "-c", "kill -KILL $$"])
+            .status
+            .code(),
+        Some(137)
+    );
+    assert_eq!(
+        run(&["lock", p, "--", "/no/such/program"]).status.code(),
+        Some(127)
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_reach_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.lock");
+    for (signal, code) in [("TERM", 7), ("INT", 8)] {
+        let script = format!(
+            "trap 'echo got {signal}; exit {code}' {signal}; echo ready; \
+             while :; do sleep 0.05; done"
+        );
+        let mut held = holding(&path, &[], &script);
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &held.id().to_string()])
+            .status();
+        assert!(kill.unwrap().success());
+        held.expect(&format!("got {signal}")).unwrap();
+        assert_eq!(held.wait().unwrap().code(), Some(code), "{signal}");
+        LineProcess::helper(&path)
+            .unwrap()
+            .ask("acquire 0", "acquired")
+            .unwrap();
+    }
+}
+
+#[test]
+fn the_command_does_not_inherit_the_lock_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.lock");
+    let out = run(&[
+        "lock",
+        path.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "ls -l /proc/$$/fd",
+    ]);
+    assert!(out.status.success());
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(!listing.contains("x.lock"), "{listing}");
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    for (args, needle) in [
+        (vec!["lock", "/tmp/x.lock"], "<COMMAND>"),
+        (vec!["lock", "/tmp/x.lock", "true"], "unexpected argument"),
+        (
+            vec!["lock", "-w", "soon", "/tmp/x.lock", "--", "true"],
+            "invalid duration",
+        ),
+        (vec!["lock"], "<PATH>"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
