@@ -210,3 +210,81 @@ fn usage_errors_are_clear() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+fn holders(path: &Path, json: bool) -> String {
+    let mut c = locket();
+    c.arg("holders");
+    if json {
+        c.arg("--json");
+    }
+    let out = c.arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn holders_lists_pids_modes_and_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.lock");
+    std::fs::write(&path, "").unwrap();
+    assert_eq!(
+        holders(&path, false),
+        format!("{}: not locked\n", path.display())
+    );
+    assert_eq!(holders(&path, true), "[]\n");
+
+    // Shared holders.
+    let mut a = LineProcess::helper(&path).unwrap();
+    let mut b = LineProcess::helper(&path).unwrap();
+    a.ask("acquire-shared", "acquired").unwrap();
+    b.ask("acquire-shared", "acquired").unwrap();
+    let json = holders(&path, true);
+    for p in [&a, &b] {
+        let entry = format!(
+            "{{\"pid\":{},\"mode\":\"shared\",\"state\":\"holding\",\"kind\":\"flock\",\"command\":\"locket-helper\"}}",
+            p.id()
+        );
+        assert!(json.contains(&entry), "{entry} not in {json}");
+    }
+    // An exclusive waiter shows as waiting, where the kernel shows it.
+    let mut w = LineProcess::helper(&path).unwrap();
+    w.send("acquire").unwrap();
+    let started = std::time::Instant::now();
+    let waiting = format!("{:<8} exclusive  waiting", w.id());
+    while !holders(&path, false).contains(&waiting) {
+        assert!(
+            started.elapsed() < locket_tests::PROMPT,
+            "{}",
+            holders(&path, false)
+        );
+    }
+    a.ask("release", "released").unwrap();
+    b.ask("release", "released").unwrap();
+    w.expect("acquired").unwrap();
+    let table = holders(&path, false);
+    assert!(
+        table.contains(&format!(
+            "{:<8} exclusive  holding  flock  locket-helper",
+            w.id()
+        )),
+        "{table}"
+    );
+    w.ask("release", "released").unwrap();
+
+    // A plugin's lock belongs to its locket-host process.
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let mut plugin = LineProcess::plugin(&[&grant], guests::LOCKER, &["/data/x.lock"]).unwrap();
+    plugin.ask("acquire", "acquired").unwrap();
+    let table = holders(&path, false);
+    assert!(
+        table.contains(&format!(
+            "{:<8} exclusive  holding  flock  locket-host",
+            plugin.id()
+        )),
+        "{table}"
+    );
+}

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(target_os = "linux")]
+mod holders;
+
 /// File locks from the shell, shared with Python's locket and filelock,
 /// util-linux flock(1), and locket plugins.
 #[derive(Parser)]
@@ -29,6 +32,23 @@ enum Command {
     ///
     /// Example: locket lock -w 5s /tmp/deploy.lock -- make deploy
     Lock(LockArgs),
+
+    /// List who holds the lock on PATH, and who waits for it, with their pid,
+    /// mode (exclusive or shared) and command name. Linux only: it reads
+    /// /proc/locks. A plugin's lock shows as its `locket-host` process.
+    ///
+    /// Example: locket holders /tmp/deploy.lock --json
+    Holders(HoldersArgs),
+}
+
+#[derive(Args)]
+struct HoldersArgs {
+    /// Print a JSON array of {pid, mode, state, kind, command} objects.
+    #[arg(long)]
+    json: bool,
+
+    /// The lock file. Example: /tmp/deploy.lock
+    path: PathBuf,
 }
 
 #[derive(Args)]
@@ -62,8 +82,35 @@ struct LockArgs {
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
 fn main() -> ExitCode {
-    let Command::Lock(args) = Cli::parse().command;
-    lock_and_run(args)
+    match Cli::parse().command {
+        Command::Lock(args) => lock_and_run(args),
+        Command::Holders(args) => list_holders(&args),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn list_holders(args: &HoldersArgs) -> ExitCode {
+    match holders::holders(&args.path) {
+        Ok(list) => {
+            if args.json {
+                print!("{}", holders::json(&list));
+            } else {
+                print!("{}", holders::table(&args.path, &list));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("locket: cannot inspect {}: {e}", args.path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn list_holders(args: &HoldersArgs) -> ExitCode {
+    let _ = (args.json, &args.path);
+    eprintln!("locket: `holders` is not supported on this platform: it reads Linux's /proc/locks");
+    ExitCode::from(2)
 }
 
 fn lock_and_run(args: LockArgs) -> ExitCode {
