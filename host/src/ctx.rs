@@ -24,6 +24,26 @@ pub struct LocketCtx {
     max_locks: usize,
     live: usize,
     deadline: Option<Instant>,
+    stats: LockStats,
+}
+
+/// What one guest did with locks, for `locket-host run --stats`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LockStats {
+    /// Lock handles made (`lock-file` calls that succeeded).
+    pub handles: u64,
+    /// Acquires that succeeded.
+    pub acquired: u64,
+    /// Acquires that timed out.
+    pub timeouts: u64,
+    /// Acquires that failed otherwise (deadlock, access-denied, ...).
+    pub errors: u64,
+    /// Releases that succeeded.
+    pub releases: u64,
+    /// Time spent in acquires, in all.
+    pub total_wait: Duration,
+    /// The longest single acquire.
+    pub max_wait: Duration,
 }
 
 impl LocketCtx {
@@ -37,6 +57,7 @@ impl LocketCtx {
             max_locks: DEFAULT_MAX_LOCKS,
             live: 0,
             deadline: None,
+            stats: LockStats::default(),
         }
     }
 
@@ -54,6 +75,12 @@ impl LocketCtx {
     pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
         self.deadline = deadline;
         self
+    }
+
+    /// What the guest has done with locks so far.
+    #[must_use]
+    pub fn stats(&self) -> LockStats {
+        self.stats
     }
 
     /// How many lock handles the guest has now.
@@ -108,15 +135,22 @@ impl wit::Host for LocketCtxView<'_> {
     fn lock_file(&mut self, path: String) -> wasmtime::Result<Result<Resource<LockHandle>, Error>> {
         let opener = match self.ctx.grants.resolve(&path) {
             Ok(opener) => opener,
-            Err(crate::grants::PathError::OutsideGrants) => return Ok(Err(Error::AccessDenied)),
-            Err(e) => return Ok(Err(Error::InvalidPath(e.reason().to_owned()))),
+            Err(e) => {
+                tracing::debug!(%path, reason = e.reason(), "lock-file refused");
+                return Ok(Err(match e {
+                    crate::grants::PathError::OutsideGrants => Error::AccessDenied,
+                    e => Error::InvalidPath(e.reason().to_owned()),
+                }));
+            }
         };
+        tracing::debug!(%path, resolved = ?opener, "lock-file");
         if self.ctx.live >= self.ctx.max_locks {
             return Ok(Err(Error::Limit));
         }
         let lock = self.ctx.group.lock_with_opener(path, opener);
         let handle = self.table.push(LockHandle { lock })?;
         self.ctx.live += 1;
+        self.ctx.stats.handles += 1;
         Ok(Ok(handle))
     }
 }
@@ -141,10 +175,25 @@ impl LocketCtxView<'_> {
             }
         };
         let lock = &self.table.get(&handle)?.lock;
-        match lock.acquire_with(mode, wait) {
-            Ok(()) => Ok(Ok(())),
+        let started = Instant::now();
+        let result = lock.acquire_with(mode, wait);
+        let stats = &mut self.ctx.stats;
+        let waited = started.elapsed();
+        stats.total_wait += waited;
+        stats.max_wait = stats.max_wait.max(waited);
+        match result {
+            Ok(()) => {
+                stats.acquired += 1;
+                Ok(Ok(()))
+            }
             Err(LockError::Timeout { .. }) if limited_by_deadline => Err(DeadlineExceeded.into()),
-            Err(e) => Ok(Err(to_wit(e))),
+            Err(e) => {
+                match e {
+                    LockError::Timeout { .. } => stats.timeouts += 1,
+                    _ => stats.errors += 1,
+                }
+                Ok(Err(to_wit(e)))
+            }
         }
     }
 }
@@ -168,7 +217,11 @@ impl wit::HostLock for LocketCtxView<'_> {
 
     fn release(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<Result<(), Error>> {
         let lock = &self.table.get(&handle)?.lock;
-        Ok(lock.release().map_err(to_wit))
+        let released = lock.release();
+        if released.is_ok() {
+            self.ctx.stats.releases += 1;
+        }
+        Ok(released.map_err(to_wit))
     }
 
     fn is_locked(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<bool> {

@@ -63,8 +63,8 @@ mod ctx;
 mod grants;
 
 pub use ctx::{
-    DEFAULT_MAX_LOCKS, DeadlineExceeded, LockHandle, LocketCtx, LocketCtxView, LocketView,
-    add_to_linker,
+    DEFAULT_MAX_LOCKS, DeadlineExceeded, LockHandle, LockStats, LocketCtx, LocketCtxView,
+    LocketView, add_to_linker,
 };
 pub use grants::{Access, Grant, GrantError, Grants};
 

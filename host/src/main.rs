@@ -86,6 +86,12 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     fuel: Option<u64>,
 
+    /// Print a summary of the plugin's locking to stderr when it ends:
+    /// handles, acquires, timeouts, errors, releases and time spent waiting.
+    /// Example: --stats
+    #[arg(long)]
+    stats: bool,
+
     /// Compile the plugin afresh instead of using the compilation cache
     /// (which lives in $LOCKET_CACHE_DIR, or wasmtime's default cache
     /// directory).
@@ -130,6 +136,7 @@ impl LocketView for State {
 
 fn main() -> ExitCode {
     let Command::Run(args) = Cli::parse().command;
+    init_tracing();
     raise_fd_limit();
     exit_on_termination_signals();
     match run(args) {
@@ -235,6 +242,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let outcome = command
         .instantiate(&mut store)
         .and_then(|c| c.wasi_cli_run().call_run(&mut store));
+    if args.stats {
+        let s = store.data().locket.stats();
+        eprintln!(
+            "locket-host: stats: {} handles, {} acquired, {} timed out, {} failed, {} released; \
+             waited {:.3?} in all, {:.3?} at most",
+            s.handles, s.acquired, s.timeouts, s.errors, s.releases, s.total_wait, s.max_wait
+        );
+    }
     drop(store); // releases every lock the plugin still held
     Ok(match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
@@ -349,6 +364,18 @@ fn exit_on_termination_signals() {
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
+    }
+}
+
+/// Prints tracing events to stderr when RUST_LOG asks for them (for example
+/// `RUST_LOG=locket=debug`), and nothing otherwise.
+fn init_tracing() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
 }
 

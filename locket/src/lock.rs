@@ -200,8 +200,18 @@ impl Lock {
                 .map_or(Wait::Forever, Wait::Until),
         };
         let acquiring = Acquiring(self);
+        let started = Instant::now();
         let (outcome, file) = self.acquire_file(mode, wait, timeout, cached);
         drop(acquiring);
+        let waited_us = started.elapsed().as_micros();
+        match &outcome {
+            Ok(()) => {
+                tracing::debug!(path = %self.path.display(), ?mode, ?timeout, waited_us, "acquired")
+            }
+            Err(e) => {
+                tracing::debug!(path = %self.path.display(), ?mode, ?timeout, waited_us, error = %e, "acquire failed")
+            }
+        }
         let mut state = self.state();
         state.file = file;
         outcome?;
@@ -240,6 +250,7 @@ impl Lock {
             });
         };
         let unlocked = opened.file.unlock();
+        tracing::debug!(path = %self.path.display(), ?mode, "released");
         if let Some(group) = &self.group {
             group.forget(opened.id, mode);
         }

@@ -224,3 +224,55 @@ fn the_compilation_cache_can_be_skipped() {
         cache.path().display()
     );
 }
+
+#[test]
+fn tracing_is_silent_unless_asked_and_stats_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let script = "acquire\nrelease\nacquire-shared 0\nopen /etc/x\nopen /data/y.lock\n#1 acquire\n#1 acquire 0\n";
+    let run_with = |extra: &[&str], rust_log: Option<&str>| {
+        let mut args = vec![grant.as_str()];
+        args.extend_from_slice(extra);
+        let mut c = host_command(&args, guests::LOCKER, &["/data/x.lock"]);
+        c.env_remove("RUST_LOG");
+        if let Some(filter) = rust_log {
+            c.env("RUST_LOG", filter);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        stderr(&out)
+    };
+    assert_eq!(
+        run_with(&[], None),
+        "",
+        "something was printed without RUST_LOG"
+    );
+    let log = run_with(&[], Some("locket=debug"));
+    for needle in [
+        "acquired",
+        "released",
+        "waited_us",
+        "lock-file refused",
+        "/data/y.lock",
+    ] {
+        assert!(log.contains(needle), "{needle:?} not in {log}");
+    }
+    let stats = run_with(&["--stats"], None);
+    assert!(
+        stats.contains("2 handles, 3 acquired, 0 timed out, 1 failed, 1 released"),
+        "{stats}"
+    );
+}

@@ -288,3 +288,26 @@ fn holders_lists_pids_modes_and_commands() {
         "{table}"
     );
 }
+
+#[test]
+fn lock_events_are_printed_only_when_rust_log_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.lock");
+    let p = p.to_str().unwrap();
+    let quiet = locket()
+        .env_remove("RUST_LOG")
+        .args(["lock", p, "--", "true"])
+        .output()
+        .unwrap();
+    assert!(quiet.status.success() && quiet.stderr.is_empty());
+    let loud = locket()
+        .env("RUST_LOG", "locket=debug")
+        .args(["lock", p, "--", "true"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&loud.stderr);
+    assert!(
+        log.contains("acquired") && log.contains("waited_us"),
+        "{log}"
+    );
+}

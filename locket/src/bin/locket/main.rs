@@ -82,6 +82,14 @@ struct LockArgs {
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
 fn main() -> ExitCode {
+    // Events go to stderr only when RUST_LOG asks (RUST_LOG=locket=debug).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     match Cli::parse().command {
         Command::Lock(args) => lock_and_run(args),
         Command::Holders(args) => list_holders(&args),
