@@ -202,7 +202,6 @@ impl Lock {
         let acquiring = Acquiring(self);
         let started = Instant::now();
         let (outcome, file) = self.acquire_file(mode, wait, timeout, cached);
-        drop(acquiring);
         let waited_us = started.elapsed().as_micros();
         match &outcome {
             Ok(()) => {
@@ -213,6 +212,10 @@ impl Lock {
             }
         }
         let mut state = self.state();
+        // Clear `acquiring` in the same critical section that records the
+        // hold, so that no other acquire slips in between.
+        std::mem::forget(acquiring);
+        state.acquiring = false;
         state.file = file;
         outcome?;
         state.held = Some(mode);
