@@ -136,14 +136,14 @@ impl wit::Host for LocketCtxView<'_> {
         let opener = match self.ctx.grants.resolve(&path) {
             Ok(opener) => opener,
             Err(e) => {
-                tracing::debug!(%path, reason = e.reason(), "lock-file refused");
+                tracing::debug!(?path, reason = e.reason(), "lock-file refused");
                 return Ok(Err(match e {
                     crate::grants::PathError::OutsideGrants => Error::AccessDenied,
                     e => Error::InvalidPath(e.reason().to_owned()),
                 }));
             }
         };
-        tracing::debug!(%path, resolved = ?opener, "lock-file");
+        tracing::debug!(?path, resolved = ?opener, "lock-file");
         if self.ctx.live >= self.ctx.max_locks {
             return Ok(Err(Error::Limit));
         }
@@ -186,7 +186,10 @@ impl LocketCtxView<'_> {
                 stats.acquired += 1;
                 Ok(Ok(()))
             }
-            Err(LockError::Timeout { .. }) if limited_by_deadline => Err(DeadlineExceeded.into()),
+            Err(LockError::Timeout { .. }) if limited_by_deadline => {
+                stats.timeouts += 1;
+                Err(DeadlineExceeded.into())
+            }
             Err(e) => {
                 match e {
                     LockError::Timeout { .. } => stats.timeouts += 1,

@@ -131,7 +131,19 @@ impl Grants {
             guest: guest.to_owned(),
             reason,
         };
-        let guest_parts = Normal::parse(guest).map_err(|e| bad(e.reason()))?;
+        // A trailing slash, as tab completion adds, means nothing here.
+        let trimmed = guest.trim_end_matches('/');
+        let guest_parts = Normal::parse(if trimmed.is_empty() && !guest.is_empty() {
+            "/"
+        } else {
+            trimmed
+        })
+        .map_err(|e| match e {
+            PathError::OutsideGrants => {
+                bad("`..` climbs above the directory relative paths start from")
+            }
+            e => bad(e.reason()),
+        })?;
         // WASI matches preopens by their text, and locks by the normal form:
         // give both the normal form, so that they agree.
         let guest = guest_parts.text();
@@ -485,6 +497,20 @@ mod tests {
                 prop_assert_eq!(std::fs::read_to_string(outside.join("secret.lock")).unwrap(), "secret");
             }
         }
+    }
+
+    #[test]
+    fn grant_paths_are_normalised_for_wasi_and_locks_alike() {
+        let (_d, g) = grants(&["/data/", "./shared", "//x/../y"]);
+        let guests: Vec<&str> = g.iter().map(Grant::guest).collect();
+        assert_eq!(guests, ["/data", "shared", "/y"]);
+        assert_eq!(resolved(&g, "/data/x.lock"), Ok("x.lock".into()));
+        assert_eq!(resolved(&g, "shared/x.lock"), Ok("x.lock".into()));
+        let dir = tempfile::tempdir().unwrap();
+        let err = Grants::new()
+            .grant(dir.path(), "../up", Access::ReadWrite)
+            .unwrap_err();
+        assert!(err.to_string().contains("climbs above"), "{err}");
     }
 
     #[test]

@@ -221,9 +221,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_deadline(deadline),
         table: ResourceTable::new(),
         limits: {
-            let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
+            let mut limits = StoreLimitsBuilder::new();
             if let Some(bytes) = args.max_memory {
-                limits = limits.memory_size(bytes).table_elements(1_000_000);
+                limits = limits
+                    .memory_size(bytes)
+                    .table_elements(1_000_000)
+                    .trap_on_grow_failure(true);
             }
             limits.build()
         },
@@ -268,7 +271,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("locket-host: error: the plugin used up its fuel (--fuel {fuel})");
                 ExitCode::from(EXIT_TRAP)
             } else if args.max_memory.is_some()
-                && format!("{e:?}").contains("forcing trap when growing")
+                && format!("{e:?}").contains("forcing trap when growing memory")
             {
                 let cap = args.max_memory.unwrap_or_default();
                 eprintln!(
@@ -359,6 +362,11 @@ fn exit_on_termination_signals() {
         // SAFETY: `action` is zeroed plain data with the fields sigaction reads
         // set, and the handler only makes async-signal-safe calls.
         unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal, std::ptr::null(), &mut old);
+            if old.sa_sigaction == libc::SIG_IGN {
+                continue; // the shell asked us to ignore it (`cmd &`)
+            }
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
             libc::sigemptyset(&mut action.sa_mask);

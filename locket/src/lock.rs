@@ -205,10 +205,10 @@ impl Lock {
         let waited_us = started.elapsed().as_micros();
         match &outcome {
             Ok(()) => {
-                tracing::debug!(path = %self.path.display(), ?mode, ?timeout, waited_us, "acquired")
+                tracing::debug!(path = ?self.path, ?mode, ?timeout, waited_us, "acquired")
             }
             Err(e) => {
-                tracing::debug!(path = %self.path.display(), ?mode, ?timeout, waited_us, error = %e, "acquire failed")
+                tracing::debug!(path = ?self.path, ?mode, ?timeout, waited_us, error = %e, "acquire failed")
             }
         }
         let mut state = self.state();
@@ -253,7 +253,7 @@ impl Lock {
             });
         };
         let unlocked = opened.file.unlock();
-        tracing::debug!(path = %self.path.display(), ?mode, "released");
+        tracing::debug!(path = ?self.path, ?mode, "released");
         if let Some(group) = &self.group {
             group.forget(opened.id, mode);
         }

@@ -245,7 +245,7 @@ fn holders_lists_pids_modes_and_commands() {
     let json = holders(&path, true);
     for p in [&a, &b] {
         let entry = format!(
-            "{{\"pid\":{},\"mode\":\"shared\",\"state\":\"holding\",\"kind\":\"flock\",\"command\":\"locket-helper\"}}",
+            "{{\"pid\":{},\"mode\":\"shared\",\"state\":\"holding\",\"command\":\"locket-helper\"}}",
             p.id()
         );
         assert!(json.contains(&entry), "{entry} not in {json}");
@@ -267,10 +267,7 @@ fn holders_lists_pids_modes_and_commands() {
     w.expect("acquired").unwrap();
     let table = holders(&path, false);
     assert!(
-        table.contains(&format!(
-            "{:<8} exclusive  holding  flock  locket-helper",
-            w.id()
-        )),
+        table.contains(&format!("{:<8} exclusive  holding  locket-helper", w.id())),
         "{table}"
     );
     w.ask("release", "released").unwrap();
@@ -282,11 +279,29 @@ fn holders_lists_pids_modes_and_commands() {
     let table = holders(&path, false);
     assert!(
         table.contains(&format!(
-            "{:<8} exclusive  holding  flock  locket-host",
+            "{:<8} exclusive  holding  locket-host",
             plugin.id()
         )),
         "{table}"
     );
+    plugin.ask("release", "released").unwrap();
+
+    // flock(1) on an inherited descriptor: the `flock` process that took the
+    // lock has exited, and the shell that keeps the descriptor holds it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut shell = LineProcess::spawn({
+        let mut c = Command::new(root.join("tests/flock-locker.sh"));
+        c.arg(&path);
+        c
+    })
+    .unwrap();
+    shell.ask("acquire", "acquired").unwrap();
+    let table = holders(&path, false);
+    let expected = format!("{:<8} exclusive  holding  flock-locker.sh", shell.id());
+    assert!(table.contains(&expected), "{expected:?} not in {table}");
 }
 
 #[test]

@@ -158,6 +158,7 @@ fn hostile_paths_get_their_documented_error_and_touch_nothing_outside() {
         // Grants: read-only, and one nested in another.
         ("/ro/exists.lock", Locked),
         ("/ro/missing.lock", Acquire("access-denied")),
+        ("/ro/missing-dir/x.lock", Acquire("io")),
         ("/nested/n.lock", Locked),
     ];
     assert!(corpus.len() >= 40);

@@ -63,7 +63,9 @@ struct LockArgs {
     #[arg(long)]
     shared: bool,
 
-    /// The exit code when the lock cannot be had (flock(1)'s -E).
+    /// The exit code when the lock is held elsewhere, at once with `-w 0` or
+    /// after the wait (flock(1)'s -E). A lock file that cannot be used at all
+    /// (missing directory, not a regular file, no permission) exits 66.
     /// Example: --conflict-exit-code 75
     #[arg(long, value_name = "N", default_value_t = 1)]
     conflict_exit_code: u8,
@@ -77,6 +79,9 @@ struct LockArgs {
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
 }
+
+/// The exit code when the lock file cannot be used (EX_NOINPUT, as flock(1)).
+const EXIT_CANNOT_OPEN: u8 = 66;
 
 /// The child to pass SIGINT and SIGTERM on to, once it runs.
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -130,10 +135,15 @@ fn lock_and_run(args: LockArgs) -> ExitCode {
     };
     match acquired {
         Ok(()) => {}
-        Err(e) => {
-            // Busy, or unusable (a missing directory, a FIFO): no lock either way.
+        Err(e @ locket::LockError::Timeout { .. }) => {
             eprintln!("locket: {e}");
             return ExitCode::from(args.conflict_exit_code);
+        }
+        Err(e) => {
+            // Not a conflict: the lock file cannot be used at all (a missing
+            // directory, a FIFO, no permission). flock(1) exits 66 here too.
+            eprintln!("locket: {e}");
+            return ExitCode::from(EXIT_CANNOT_OPEN);
         }
     }
     let (program, rest) = args.command.split_first().expect("clap requires COMMAND");
@@ -160,6 +170,8 @@ fn lock_and_run(args: LockArgs) -> ExitCode {
         }
     };
     let status = child.wait();
+    // The child is reaped: its pid may be reused, so signal nobody from now on.
+    CHILD.store(-1, Ordering::SeqCst);
     drop(lock); // releases it
     match status {
         Ok(status) => exit_code(status),
@@ -226,18 +238,38 @@ impl Drop for HeldBack {
 }
 
 /// Passes SIGINT and SIGTERM on to the child; before it runs, they end us
-/// (and the kernel releases the lock).
+/// (and the kernel releases the lock). A SIGINT from the terminal is not
+/// passed on, since the terminal sends it to the child too. Signals the shell
+/// told us to ignore stay ignored.
 #[cfg(unix)]
 fn forward_termination_signals() {
-    extern "C" fn forward(signal: libc::c_int) {
-        let child = CHILD.load(Ordering::SeqCst);
-        // SAFETY: kill(2) and _exit(2) are async-signal-safe.
+    extern "C" fn forward(
+        signal: libc::c_int,
+        info: *mut libc::siginfo_t,
+        _context: *mut libc::c_void,
+    ) {
+        // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
+        // kill(2) and _exit(2) are async-signal-safe, and errno is restored.
         unsafe {
+            #[cfg(target_os = "linux")]
+            let from_terminal = !info.is_null() && (*info).si_code == libc::SI_KERNEL;
+            #[cfg(not(target_os = "linux"))]
+            let from_terminal = info.is_null();
+            let child = CHILD.load(Ordering::SeqCst);
+            let errno = std::io::Error::last_os_error().raw_os_error();
             if child > 0 {
-                libc::kill(child, signal);
-            } else {
+                if !from_terminal {
+                    libc::kill(child, signal);
+                }
+            } else if child == 0 {
                 libc::_exit(128 + signal);
             }
+            #[cfg(target_os = "linux")]
+            if let Some(errno) = errno {
+                *libc::__errno_location() = errno;
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = errno;
         }
     }
     for signal in [libc::SIGINT, libc::SIGTERM] {
@@ -245,9 +277,16 @@ fn forward_termination_signals() {
         // set; the handler only makes async-signal-safe calls. SA_RESTART keeps
         // our wait for the child going.
         unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal, std::ptr::null(), &mut old);
+            if old.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
+            action.sa_sigaction = forward
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
