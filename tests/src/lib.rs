@@ -309,3 +309,43 @@ pub fn plugin_incrementer(dir: &Path, n: u64) -> Command {
         &["/data/counter.lock", "/data/counter", &n.to_string()],
     )
 }
+
+/// Starts the locker plugin holding `/data/x.lock` (with `host_args` before
+/// it), has a native process wait for that lock, then ends the plugin with
+/// `then`: a line for the plugin, or `signal NAME` for the host. Checks that
+/// the waiter gets the lock and that the host exits with `code`, and returns
+/// what the host wrote to stderr.
+///
+/// # Panics
+///
+/// If any of that does not happen.
+#[must_use]
+pub fn plugin_ends_and_frees(host_args: &[&str], then: &str, code: i32) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let mut args = vec![grant.as_str()];
+    args.extend_from_slice(host_args);
+    let mut command = host_command(&args, guests::LOCKER, &["/data/x.lock"]);
+    let stderr_path = dir.path().join("stderr");
+    command.stderr(std::fs::File::create(&stderr_path).unwrap());
+    let mut plugin = LineProcess::spawn(command).unwrap();
+    plugin.ask("acquire", "acquired").unwrap();
+    let mut waiter = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+    waiter.send("acquire").unwrap();
+    if let Some(signal) = then.strip_prefix("signal ") {
+        let status = Command::new("kill")
+            .args(["-s", signal, &plugin.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    } else {
+        plugin.send(then).unwrap();
+    }
+    assert_eq!(
+        waiter.line_within(PROMPT).unwrap(),
+        "acquired",
+        "after {then}"
+    );
+    assert_eq!(plugin.wait().unwrap().code(), Some(code), "after {then}");
+    std::fs::read_to_string(&stderr_path).unwrap()
+}

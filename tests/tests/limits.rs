@@ -3,9 +3,8 @@
 //! released every time.
 
 use std::path::Path;
-use std::process::Command;
 
-use locket_tests::{LineProcess, PROMPT, guests, host_command};
+use locket_tests::{LineProcess, PROMPT, guests};
 
 fn grant(dir: &Path) -> String {
     format!("--dir={}::/data", dir.display())
@@ -38,37 +37,9 @@ fn a_handle_loop_hits_max_locks_with_limit_not_descriptor_exhaustion() {
     p.ask("open /data/one-more", "error: limit").unwrap();
 }
 
-/// Starts a locker holding /data/x.lock with `host_args`, has a native
-/// process wait for it, sends `then`, and checks the exit code, that stderr
-/// says `message`, and that the waiter gets the lock.
+/// As `plugin_ends_and_frees`, and checks that stderr says `message`.
 fn stopped_and_freed(host_args: &[&str], then: &str, code: i32, message: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let g = grant(dir.path());
-    let mut args = vec![g.as_str()];
-    args.extend_from_slice(host_args);
-    let mut command = host_command(&args, guests::LOCKER, &["/data/x.lock"]);
-    let stderr_path = dir.path().join("stderr");
-    command.stderr(std::fs::File::create(&stderr_path).unwrap());
-    let mut plugin = LineProcess::spawn(command).unwrap();
-    plugin.ask("acquire", "acquired").unwrap();
-    let mut waiter = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
-    waiter.send("acquire").unwrap();
-    if let Some(signal) = then.strip_prefix("signal ") {
-        let status = Command::new("kill")
-            .args(["-s", signal, &plugin.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    } else {
-        plugin.send(then).unwrap();
-    }
-    assert_eq!(
-        waiter.line_within(PROMPT).unwrap(),
-        "acquired",
-        "after {then}"
-    );
-    assert_eq!(plugin.wait().unwrap().code(), Some(code), "after {then}");
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let stderr = locket_tests::plugin_ends_and_frees(host_args, then, code);
     assert!(
         stderr.contains(message),
         "after {then}: {message:?} not in {stderr}"

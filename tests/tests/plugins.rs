@@ -169,34 +169,14 @@ fn a_read_only_grant_locks_existing_files_but_creates_none() {
         .unwrap();
 }
 
-/// Runs `locker` holding `/data/x.lock`, sends `then`, and checks the exit
-/// code and that a native waiter gets the lock afterwards.
-fn ends_and_frees(host_args: &[&str], then: &str, code: i32) {
-    let dir = scratch();
-    let g = grant(dir.path());
-    let mut args = vec![g.as_str()];
-    args.extend_from_slice(host_args);
-    let command = host_command(&args, guests::LOCKER, &["/data/x.lock"]);
-    let mut waiter = native(dir.path());
-    let mut plugin = LineProcess::spawn(command).unwrap();
-    plugin.ask("acquire", "acquired").unwrap();
-    waiter.send("acquire").unwrap();
-    plugin.send(then).unwrap();
-    assert_eq!(
-        waiter.line_within(PROMPT).unwrap(),
-        "acquired",
-        "after {then}"
-    );
-    assert_eq!(plugin.wait().unwrap().code(), Some(code), "after {then}");
-}
-
 #[test]
 fn a_guest_that_exits_traps_or_times_out_while_holding_frees_the_lock() {
-    ends_and_frees(&[], "exit 7", 7);
-    ends_and_frees(&[], "exit 0", 0);
-    ends_and_frees(&[], "trap", 134);
-    ends_and_frees(&["--timeout=3s"], "spin", 124);
-    ends_and_frees(&[], "drop", 0); // dropping the handle; stdin then closes
+    use locket_tests::plugin_ends_and_frees as ends_and_frees;
+    let _ = ends_and_frees(&[], "exit 7", 7);
+    let _ = ends_and_frees(&[], "exit 0", 0);
+    let _ = ends_and_frees(&[], "trap", 134);
+    let _ = ends_and_frees(&["--timeout=3s"], "spin", 124);
+    let _ = ends_and_frees(&[], "drop", 0); // dropping the handle; stdin then closes
 }
 
 #[test]
@@ -204,15 +184,21 @@ fn the_timeout_ends_a_guest_blocked_waiting_for_a_lock() {
     let dir = scratch();
     let mut holder = native(dir.path());
     holder.ask("acquire", "acquired").unwrap();
-    let mut plugin = LineProcess::plugin(
-        &[&grant(dir.path()), "--timeout=1s"],
+    let stderr_path = dir.path().join("stderr");
+    let mut command = host_command(
+        &[&grant(dir.path()), "--timeout=3s"],
         guests::LOCKER,
         &["/data/x.lock"],
-    )
-    .unwrap();
+    );
+    command.stderr(std::fs::File::create(&stderr_path).unwrap());
+    let mut plugin = LineProcess::spawn(command).unwrap();
     plugin.send("acquire").unwrap(); // blocks in the host, with no timeout of its own
     let status = plugin.wait().unwrap();
     assert_eq!(status.code(), Some(124));
+    // Ended by the host's bounded wait, not by the last-resort process exit.
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(stderr.contains("timed out after 3s"), "{stderr}");
+    assert!(!stderr.contains("did not stop"), "{stderr}");
 }
 
 #[test]
