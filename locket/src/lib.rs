@@ -61,6 +61,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod future;
 mod group;
 mod guard;
 mod lock;

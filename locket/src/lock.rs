@@ -1,11 +1,12 @@
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::future::Acquire;
 use crate::open::{OpenError, Opener, PathOpener};
-use crate::sys;
+use crate::sys::{self, Cancel};
 use crate::{FileId, LockError, LockGroup, LockGuard, Mode};
 
 /// A handle on the lock of one file: locket.py's `lock_file(path)` object.
@@ -19,9 +20,15 @@ use crate::{FileId, LockError, LockGroup, LockGuard, Mode};
 /// deleted or replaced the lock file meanwhile, the handle reopens the path and
 /// locks the new file, so it never holds a lock nobody else can see.
 pub struct Lock {
+    timeout: Option<Duration>,
+    core: Arc<Core>,
+}
+
+/// What a handle locks and holds. Shared (`Arc`) with the thread that waits
+/// for an async acquire, so that the wait never outlives what it uses.
+pub(crate) struct Core {
     path: PathBuf,
     opener: Box<dyn Opener>,
-    timeout: Option<Duration>,
     group: Option<LockGroup>,
     state: Mutex<State>,
 }
@@ -47,10 +54,21 @@ struct Opened {
 
 /// How long one acquire may wait.
 #[derive(Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     Once,
     Forever,
     Until(Instant),
+}
+
+impl Wait {
+    /// The wait a timeout asks for, counted from `start`.
+    pub(crate) fn new(timeout: Option<Duration>, start: Instant) -> Self {
+        match timeout {
+            None => Wait::Forever,
+            Some(t) if t.is_zero() => Wait::Once,
+            Some(t) => start.checked_add(t).map_or(Wait::Forever, Wait::Until),
+        }
+    }
 }
 
 impl Lock {
@@ -65,11 +83,13 @@ impl Lock {
         group: Option<LockGroup>,
     ) -> Self {
         Self {
-            path,
-            opener,
             timeout: None,
-            group,
-            state: Mutex::new(State::default()),
+            core: Arc::new(Core {
+                path,
+                opener,
+                group,
+                state: Mutex::new(State::default()),
+            }),
         }
     }
 
@@ -101,19 +121,19 @@ impl Lock {
     /// The path of the lock file, as given (or the name given with an opener).
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.core.path
     }
 
     /// Whether this handle holds the lock now.
     #[must_use]
     pub fn is_locked(&self) -> bool {
-        self.state().held.is_some()
+        self.core.state().held.is_some()
     }
 
     /// The mode this handle holds the lock in, if it holds it.
     #[must_use]
     pub fn mode(&self) -> Option<Mode> {
-        self.state().held
+        self.core.state().held
     }
 
     /// Acquires the lock exclusively, waiting at most the handle's timeout.
@@ -173,10 +193,126 @@ impl Lock {
         self.acquire_generation(mode, timeout).map(drop)
     }
 
+    /// Acquires the lock exclusively without blocking the calling thread,
+    /// waiting at most the handle's timeout.
+    ///
+    /// The async form of [`acquire`](Self::acquire), for async runtimes such
+    /// as tokio: it needs no particular runtime. An uncontended acquire
+    /// completes in the first poll. Otherwise a helper thread waits in the
+    /// kernel (so the waiter gets the lock as promptly as a blocking one) and
+    /// wakes the task.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future before it completes cancels the acquire. The drop
+    /// interrupts the helper thread and returns once it is done (within about
+    /// a millisecond), and if the lock was taken meanwhile it is released:
+    /// after the drop the handle holds nothing and can acquire again.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_with`](Self::acquire_with), and [`LockError::Io`] if no
+    /// helper thread could be started.
+    pub async fn acquire_async(&self) -> Result<(), LockError> {
+        self.acquire_with_async(Mode::Exclusive, self.timeout).await
+    }
+
+    /// Acquires a shared lock without blocking the calling thread, waiting at
+    /// most the handle's timeout; see [`acquire_async`](Self::acquire_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_async`](Self::acquire_async).
+    pub async fn acquire_shared_async(&self) -> Result<(), LockError> {
+        self.acquire_with_async(Mode::Shared, self.timeout).await
+    }
+
+    /// Acquires in `mode` without blocking the calling thread, waiting as
+    /// `timeout` says; see [`acquire_async`](Self::acquire_async) and
+    /// [`acquire_with`](Self::acquire_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_async`](Self::acquire_async).
+    pub async fn acquire_with_async(
+        &self,
+        mode: Mode,
+        timeout: Option<Duration>,
+    ) -> Result<(), LockError> {
+        Acquire::new(self, mode, timeout).await.map(drop)
+    }
+
+    /// Acquires the lock exclusively without blocking the calling thread, and
+    /// returns a guard that releases it on drop; see
+    /// [`acquire_async`](Self::acquire_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_async`](Self::acquire_async).
+    pub async fn lock_async(&self) -> Result<LockGuard<'_>, LockError> {
+        let generation = Acquire::new(self, Mode::Exclusive, self.timeout).await?;
+        Ok(LockGuard::new(self, Mode::Exclusive, generation))
+    }
+
+    /// Acquires a shared lock without blocking the calling thread, and returns
+    /// a guard that releases it on drop; see
+    /// [`acquire_async`](Self::acquire_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_async`](Self::acquire_async).
+    pub async fn lock_shared_async(&self) -> Result<LockGuard<'_>, LockError> {
+        let generation = Acquire::new(self, Mode::Shared, self.timeout).await?;
+        Ok(LockGuard::new(self, Mode::Shared, generation))
+    }
+
     /// Acquires, returning the hold's generation.
     fn acquire_generation(&self, mode: Mode, timeout: Option<Duration>) -> Result<u64, LockError> {
+        let started = Instant::now();
+        let wait = Wait::new(timeout, started);
+        let outcome = self.core.acquire(mode, wait, timeout, None);
+        self.core.trace(mode, timeout, started, &outcome, false);
+        outcome
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Releases the hold of `generation` if this handle still has that hold
+    /// (for guards); returns whether it did.
+    pub(crate) fn release_generation(&self, generation: u64) -> Result<bool, LockError> {
+        if self.core.state().generation != generation {
+            return Ok(false);
+        }
+        self.core.release_if(Some(generation)).map(|()| true)
+    }
+
+    /// Releases the lock this handle holds.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotLocked`] if this handle does not hold the lock, even when
+    /// another handle for the same file does. [`LockError::Io`] if the operating
+    /// system refused to unlock; the file is closed then, which releases it.
+    pub fn release(&self) -> Result<(), LockError> {
+        self.core.release_if(None)
+    }
+}
+
+impl Core {
+    /// Acquires in `mode`, waiting as `wait` says (or until `cancel` is
+    /// cancelled), and returns the hold's generation. `timeout` is what the
+    /// caller asked for, for the error.
+    pub(crate) fn acquire(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        timeout: Option<Duration>,
+        cancel: Option<&Cancel>,
+    ) -> Result<u64, LockError> {
         // Clears `acquiring` even if an `Opener` panics.
-        struct Acquiring<'a>(&'a Lock);
+        struct Acquiring<'a>(&'a Core);
         impl Drop for Acquiring<'_> {
             fn drop(&mut self) {
                 self.0.state().acquiring = false;
@@ -192,25 +328,8 @@ impl Lock {
             state.acquiring = true;
             state.file.take()
         };
-        let wait = match timeout {
-            None => Wait::Forever,
-            Some(t) if t.is_zero() => Wait::Once,
-            Some(t) => Instant::now()
-                .checked_add(t)
-                .map_or(Wait::Forever, Wait::Until),
-        };
         let acquiring = Acquiring(self);
-        let started = Instant::now();
-        let (outcome, file) = self.acquire_file(mode, wait, timeout, cached);
-        let waited_us = started.elapsed().as_micros();
-        match &outcome {
-            Ok(()) => {
-                tracing::debug!(path = ?self.path, ?mode, ?timeout, waited_us, "acquired")
-            }
-            Err(e) => {
-                tracing::debug!(path = ?self.path, ?mode, ?timeout, waited_us, error = %e, "acquire failed")
-            }
-        }
+        let (outcome, file) = self.acquire_file(mode, wait, timeout, cached, cancel);
         let mut state = self.state();
         // Clear `acquiring` in the same critical section that records the
         // hold, so that no other acquire slips in between.
@@ -223,28 +342,29 @@ impl Lock {
         Ok(state.generation)
     }
 
-    /// Releases the hold of `generation` if this handle still has that hold
-    /// (for guards); returns whether it did.
-    pub(crate) fn release_generation(&self, generation: u64) -> Result<bool, LockError> {
-        if self.state().generation != generation {
-            return Ok(false);
+    /// Reports an acquire's outcome to `tracing`.
+    pub(crate) fn trace(
+        &self,
+        mode: Mode,
+        timeout: Option<Duration>,
+        started: Instant,
+        outcome: &Result<u64, LockError>,
+        is_async: bool,
+    ) {
+        let waited_us = started.elapsed().as_micros();
+        let path = &self.path;
+        match outcome {
+            Ok(_) => {
+                tracing::debug!(?path, ?mode, ?timeout, waited_us, is_async, "acquired")
+            }
+            Err(e) => {
+                tracing::debug!(?path, ?mode, ?timeout, waited_us, is_async, error = %e, "acquire failed")
+            }
         }
-        self.release_if(Some(generation)).map(|()| true)
-    }
-
-    /// Releases the lock this handle holds.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::NotLocked`] if this handle does not hold the lock, even when
-    /// another handle for the same file does. [`LockError::Io`] if the operating
-    /// system refused to unlock; the file is closed then, which releases it.
-    pub fn release(&self) -> Result<(), LockError> {
-        self.release_if(None)
     }
 
     /// Releases, but only the hold of `generation` when one is given.
-    fn release_if(&self, generation: Option<u64>) -> Result<(), LockError> {
+    pub(crate) fn release_if(&self, generation: Option<u64>) -> Result<(), LockError> {
         let mut state = self.state();
         let current = generation.is_none_or(|g| g == state.generation);
         let (Some(mode), Some(opened), true) = (state.held, state.file.as_ref(), current) else {
@@ -285,6 +405,7 @@ impl Lock {
         wait: Wait,
         timeout: Option<Duration>,
         mut cached: Option<Opened>,
+        cancel: Option<&Cancel>,
     ) -> (Result<(), LockError>, Option<Opened>) {
         loop {
             let (opened, was_cached) = match cached.take() {
@@ -312,10 +433,16 @@ impl Lock {
             }
             let got = match sys::try_lock(&opened.file, mode) {
                 Ok(false) if stale(&opened) => continue,
-                Ok(false) => match wait {
-                    Wait::Once => Ok(false),
-                    Wait::Forever => sys::lock_forever(&opened.file, mode).map(|()| true),
-                    Wait::Until(deadline) => sys::lock_until(&opened.file, mode, deadline),
+                Ok(false) => match (wait, cancel) {
+                    (Wait::Once, _) => Ok(false),
+                    (Wait::Forever, None) => sys::lock_forever(&opened.file, mode).map(|()| true),
+                    (Wait::Until(deadline), None) => sys::lock_until(&opened.file, mode, deadline),
+                    (Wait::Forever, Some(cancel)) => {
+                        sys::lock_cancellable(&opened.file, mode, None, cancel)
+                    }
+                    (Wait::Until(deadline), Some(cancel)) => {
+                        sys::lock_cancellable(&opened.file, mode, Some(deadline), cancel)
+                    }
                 },
                 other => other,
             };
@@ -389,7 +516,7 @@ impl Lock {
     }
 }
 
-impl Drop for Lock {
+impl Drop for Core {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let (Some(mode), Some(opened), Some(group)) = (state.held, &state.file, &self.group) {
@@ -402,10 +529,10 @@ impl Drop for Lock {
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
-            .field("path", &self.path)
+            .field("path", &self.core.path)
             .field("timeout", &self.timeout)
-            .field("held", &self.state().held)
-            .field("grouped", &self.group.is_some())
+            .field("held", &self.core.state().held)
+            .field("grouped", &self.core.group.is_some())
             .finish()
     }
 }

@@ -93,9 +93,34 @@ pub(crate) fn open(path: &Path) -> io::Result<File> {
 pub(crate) fn lock_until(file: &File, mode: Mode, deadline: Instant) -> io::Result<bool> {
     #[cfg(target_os = "linux")]
     if let Some(signal) = timed::wake_signal() {
-        return timed::lock_until(file, mode, deadline, signal);
+        return timed::lock_until(file, mode, Some(deadline), None, signal);
     }
-    super::poll_until(file, mode, deadline)
+    super::poll_until(file, mode, Some(deadline), None)
+}
+
+/// Waits for `mode` on `file` until `deadline` (if any) or until `cancel` is
+/// cancelled from another thread; returns whether it got the lock.
+///
+/// On Linux the wait blocks in the kernel as [`lock_until`]'s does, and
+/// cancelling fires the waiter's timer at once. Elsewhere it polls, and sees a
+/// cancellation within one backoff step.
+pub(crate) fn lock_cancellable(
+    file: &File,
+    mode: Mode,
+    deadline: Option<Instant>,
+    cancel: &super::Cancel,
+) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    if let Some(signal) = timed::wake_signal() {
+        return timed::lock_until(file, mode, deadline, Some(cancel), signal);
+    }
+    super::poll_until(file, mode, deadline, Some(cancel))
+}
+
+/// Interrupts the wait `cancel` belongs to, if its waiter blocks in the kernel.
+#[cfg(target_os = "linux")]
+pub(crate) fn wake(cancel: &super::Cancel) {
+    timed::fire_now(cancel);
 }
 
 #[cfg(target_os = "linux")]
@@ -118,6 +143,9 @@ mod timed {
     //! - a foreign signal that interrupts the wait is not an error: we check the
     //!   clock and wait again.
     //!
+    //! A cancellable wait also lets [`fire_now`] re-arm its timer from another
+    //! thread, so that the wait ends within the same re-fire loop.
+    //!
     //! We only install the handler while the signal has its default disposition.
     //! If the application has its own handler for it, or blocks it in the
     //! waiting thread (to take it with sigwait or signalfd), or no timer can be
@@ -130,6 +158,7 @@ mod timed {
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
+    use super::super::Cancel;
     use crate::Mode;
 
     /// How often the timer re-fires after the deadline until the waiter sees it.
@@ -184,27 +213,42 @@ mod timed {
     pub(super) fn lock_until(
         file: &File,
         mode: Mode,
-        deadline: Instant,
+        deadline: Option<Instant>,
+        cancel: Option<&Cancel>,
         signal: libc::c_int,
     ) -> io::Result<bool> {
+        let poll = || super::super::poll_until(file, mode, deadline, cancel);
         if blocked_here(signal) {
             // This thread blocks the signal: the application may consume it
             // with sigwait or signalfd, so leave it alone and poll.
-            return super::super::poll_until(file, mode, deadline);
+            return poll();
         }
         // The signal is unblocked here, so once the timer is deleted (when
-        // `_timer` drops) any signal it left pending is delivered to the
+        // `timer` drops) any signal it left pending is delivered to the
         // no-op handler before we return.
-        let Ok(_timer) = ThreadTimer::arm(signal, deadline) else {
+        let Ok(timer) = ThreadTimer::create(signal) else {
             // No timer to be had (RLIMIT_SIGPENDING, a sandboxed kernel): poll.
-            return super::super::poll_until(file, mode, deadline);
+            return poll();
+        };
+        if let Some(deadline) = deadline {
+            let first = deadline.saturating_duration_since(Instant::now());
+            if settime(timer.id, first).is_err() {
+                return poll();
+            }
+        }
+        // Let `cancel` fire the timer. `_registered` drops before `timer`, so
+        // nobody re-arms a deleted timer.
+        let _registered = cancel.map(|cancel| Registered::new(cancel, timer.id));
+        let ended = || {
+            cancel.is_some_and(Cancel::is_cancelled)
+                || deadline.is_some_and(|deadline| Instant::now() >= deadline)
         };
         let operation = match mode {
             Mode::Exclusive => libc::LOCK_EX,
             Mode::Shared => libc::LOCK_SH,
         };
         loop {
-            if Instant::now() >= deadline {
+            if ended() {
                 return Ok(false);
             }
             // SAFETY: flock on a descriptor `file` keeps open; no memory involved.
@@ -215,6 +259,38 @@ mod timed {
             if error.kind() != io::ErrorKind::Interrupted {
                 return Err(error);
             }
+        }
+    }
+
+    /// Makes a waiting thread's timer reachable from [`fire_now`] while it
+    /// lives.
+    struct Registered<'a>(&'a Cancel);
+
+    impl<'a> Registered<'a> {
+        fn new(cancel: &'a Cancel, id: libc::timer_t) -> Self {
+            *slot(cancel) = Some(id as usize);
+            Self(cancel)
+        }
+    }
+
+    impl Drop for Registered<'_> {
+        fn drop(&mut self) {
+            *slot(self.0) = None;
+        }
+    }
+
+    fn slot(cancel: &Cancel) -> std::sync::MutexGuard<'_, Option<usize>> {
+        cancel.timer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fires the timer of the wait `cancel` belongs to now, and every
+    /// [`REFIRE`] after, so that the waiter sees the cancellation even if the
+    /// first signal lands just before it blocks.
+    pub(super) fn fire_now(cancel: &Cancel) {
+        let registered = slot(cancel);
+        if let Some(id) = *registered {
+            // The timer lives while it is registered, and we hold the slot.
+            let _ = settime(id as libc::timer_t, Duration::ZERO);
         }
     }
 
@@ -229,17 +305,15 @@ mod timed {
         }
     }
 
-    /// A POSIX timer that sends `signal` to the current thread at the deadline
-    /// and every [`REFIRE`] after it, until dropped.
+    /// A POSIX timer that sends a signal to the thread that made it, once armed
+    /// (see [`settime`]); deleted when dropped.
     struct ThreadTimer {
         id: libc::timer_t,
     }
 
     impl ThreadTimer {
-        fn arm(signal: libc::c_int, deadline: Instant) -> io::Result<Self> {
-            let first = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_nanos(1)); // zero would disarm the timer
+        /// A timer aimed at the calling thread, not yet armed.
+        fn create(signal: libc::c_int) -> io::Result<Self> {
             // SAFETY: `event` is zeroed plain data with the fields the kernel
             // reads set; `id` is written by timer_create before use.
             let id = unsafe {
@@ -253,17 +327,22 @@ mod timed {
                 }
                 id
             };
-            let timer = Self { id };
-            let spec = libc::itimerspec {
-                it_interval: timespec(REFIRE),
-                it_value: timespec(first),
-            };
-            // SAFETY: `timer.id` is a live timer and `spec` is initialised.
-            if unsafe { libc::timer_settime(timer.id, 0, &spec, ptr::null_mut()) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(timer)
+            Ok(Self { id })
         }
+    }
+
+    /// Arms timer `id` to fire after `first` (at least 1 ns, since zero would
+    /// disarm it) and every [`REFIRE`] after that.
+    fn settime(id: libc::timer_t, first: Duration) -> io::Result<()> {
+        let spec = libc::itimerspec {
+            it_interval: timespec(REFIRE),
+            it_value: timespec(first.max(Duration::from_nanos(1))),
+        };
+        // SAFETY: callers pass a live timer, and `spec` is initialised.
+        if unsafe { libc::timer_settime(id, 0, &spec, ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     impl Drop for ThreadTimer {

@@ -75,5 +75,16 @@ pub(crate) fn open(path: &Path) -> io::Result<File> {
 
 /// Waits for `mode` on `file` until `deadline`, polling.
 pub(crate) fn lock_until(file: &File, mode: Mode, deadline: Instant) -> io::Result<bool> {
-    super::poll_until(file, mode, deadline)
+    super::poll_until(file, mode, Some(deadline), None)
+}
+
+/// Waits for `mode` on `file` until `deadline` (if any) or until `cancel` is
+/// cancelled, polling; returns whether it got the lock.
+pub(crate) fn lock_cancellable(
+    file: &File,
+    mode: Mode,
+    deadline: Option<Instant>,
+    cancel: &super::Cancel,
+) -> io::Result<bool> {
+    super::poll_until(file, mode, deadline, Some(cancel))
 }

@@ -1,0 +1,228 @@
+//! The async acquire: it never blocks the executor, hands the lock over
+//! promptly, honours timeouts, and leaves nothing held when cancelled.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use locket::{LockError, Mode, lock_file};
+
+/// A generous upper bound for things that should happen at once.
+const PROMPT: Duration = Duration::from_secs(10);
+const TRY_ONCE: Option<Duration> = Some(Duration::ZERO);
+
+fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.lock");
+    (dir, path)
+}
+
+/// Whether another handle can take the lock at once (and then lets it go).
+fn is_free(path: &Path) -> bool {
+    let other = lock_file(path);
+    match other.acquire_with(Mode::Exclusive, TRY_ONCE) {
+        Ok(()) => true,
+        Err(LockError::Timeout { .. }) => false,
+        Err(e) => panic!("probing {}: {e}", path.display()),
+    }
+}
+
+/// The POSIX timers this process has now (each timed kernel wait makes one).
+fn posix_timers() -> usize {
+    fs::read_to_string("/proc/self/timers")
+        .map(|t| t.lines().filter(|l| l.starts_with("ID:")).count())
+        .unwrap_or(0)
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn uncontended_acquire_completes_and_the_guard_releases() {
+    let (_dir, path) = scratch();
+    current_thread().block_on(async {
+        let lock = lock_file(&path);
+        let guard = lock.lock_async().await.unwrap();
+        assert_eq!(guard.mode(), Mode::Exclusive);
+        assert!(!is_free(&path));
+        drop(guard);
+        assert!(is_free(&path));
+        lock.acquire_shared_async().await.unwrap();
+        assert_eq!(lock.mode(), Some(Mode::Shared));
+        let reader = lock_file(&path);
+        reader.acquire_shared_async().await.unwrap();
+        lock.release().unwrap();
+        reader.release().unwrap();
+    });
+}
+
+/// One runtime thread: if the async acquire blocked it, the task that holds
+/// the lock could never run to release it, and this test would hang.
+#[test]
+fn a_waiting_acquire_does_not_block_a_single_threaded_runtime() {
+    let (_dir, path) = scratch();
+    let outcome = current_thread().block_on(async {
+        let holder = lock_file(&path);
+        holder.acquire_async().await.unwrap();
+        let waiter = lock_file(&path);
+        let (wait, ()) = tokio::join!(waiter.acquire_async(), async {
+            tokio::task::yield_now().await;
+            holder.release().unwrap();
+        });
+        wait.map(|()| waiter.is_locked())
+    });
+    assert!(outcome.unwrap());
+}
+
+#[test]
+fn a_waiter_with_or_without_timeout_gets_the_lock_when_it_is_released() {
+    let (_dir, path) = scratch();
+    for timeout in [None, Some(Duration::from_secs(60))] {
+        let rt = current_thread();
+        rt.block_on(async {
+            let holder = lock_file(&path);
+            holder.acquire().unwrap();
+            let waiter = lock_file(&path).with_timeout(timeout);
+            let mut wait = std::pin::pin!(waiter.acquire_async());
+            // The first poll finds the lock held and leaves a thread waiting.
+            assert!(futures_poll_once(wait.as_mut()).await.is_none());
+            let released = Instant::now();
+            holder.release().unwrap();
+            tokio::time::timeout(PROMPT, wait).await.unwrap().unwrap();
+            assert!(released.elapsed() < PROMPT);
+            assert!(waiter.is_locked());
+        });
+    }
+}
+
+#[test]
+fn an_async_timeout_expires_on_time() {
+    let (_dir, path) = scratch();
+    let holder = lock_file(&path);
+    holder.acquire().unwrap();
+    let timeout = Duration::from_millis(200);
+    let waiter = lock_file(&path).with_timeout(Some(timeout));
+    let started = Instant::now();
+    let outcome = current_thread().block_on(waiter.acquire_async());
+    let took = started.elapsed();
+    match outcome {
+        Err(LockError::Timeout { timeout: t, .. }) => assert_eq!(t, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(took >= timeout, "gave up early, after {took:?}");
+    assert!(took < PROMPT, "took {took:?}");
+    assert!(!waiter.is_locked());
+    let once = lock_file(&path);
+    let outcome = current_thread().block_on(once.acquire_with_async(Mode::Shared, TRY_ONCE));
+    assert!(matches!(outcome, Err(LockError::Timeout { timeout, .. }) if timeout.is_zero()));
+}
+
+/// Cancelling a waiting acquire by dropping it: the handle is idle at once,
+/// the lock is not taken later, and the wait's timer is gone.
+#[test]
+fn dropping_a_waiting_acquire_cancels_it() {
+    let (_dir, path) = scratch();
+    let holder = lock_file(&path);
+    holder.acquire().unwrap();
+    let timers_before = posix_timers();
+    let rt = current_thread();
+    for timeout in [None, Some(Duration::from_secs(600))] {
+        let waiter = lock_file(&path).with_timeout(timeout);
+        rt.block_on(async {
+            let mut wait = std::pin::pin!(waiter.acquire_async());
+            assert!(futures_poll_once(wait.as_mut()).await.is_none());
+        }); // the future is dropped here, while its thread waits
+        assert!(!waiter.is_locked());
+        assert_eq!(posix_timers(), timers_before, "a wait's timer outlived it");
+        holder.release().unwrap();
+        // Nobody took it behind our back.
+        assert!(is_free(&path));
+        // The handle can acquire again.
+        rt.block_on(waiter.acquire_async()).unwrap();
+        waiter.release().unwrap();
+        holder.acquire().unwrap();
+    }
+    // Cancelling by a runtime timeout works the same.
+    let waiter = lock_file(&path);
+    let outcome = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(50), waiter.acquire_async()).await
+    });
+    assert!(outcome.is_err(), "expected the runtime's timeout");
+    holder.release().unwrap();
+    assert!(is_free(&path));
+    assert!(!waiter.is_locked());
+}
+
+/// Release and cancel at the same moment, many times: whichever wins, once
+/// the future is dropped nobody holds the lock.
+#[test]
+fn a_cancel_racing_a_release_never_leaves_the_lock_held() {
+    let (_dir, path) = scratch();
+    let rt = current_thread();
+    let holder = lock_file(&path);
+    for round in 0..300 {
+        holder.acquire().unwrap();
+        let waiter = lock_file(&path);
+        let mut wait = Box::pin(waiter.acquire_async());
+        assert!(rt.block_on(futures_poll_once(wait.as_mut())).is_none());
+        std::thread::scope(|s| {
+            s.spawn(|| holder.release().unwrap());
+            if round % 2 == 0 {
+                // Give the helper a chance to get it first, without sleeping.
+                std::thread::yield_now();
+            }
+            drop(wait); // cancel, racing the release
+        });
+        assert!(!waiter.is_locked());
+        assert!(is_free(&path), "round {round}: the lock stayed held");
+    }
+}
+
+/// 64 tasks on 2 runtime threads, each with its own handle, increment one
+/// counter file under the lock: no update may be lost.
+#[test]
+fn sixty_four_tasks_on_two_threads_lose_no_update() {
+    const TASKS: usize = 64;
+    const STEPS: usize = 20;
+    let (dir, path) = scratch();
+    let data = dir.path().join("counter");
+    fs::write(&data, "0").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..TASKS {
+            let (path, data) = (path.clone(), data.clone());
+            tasks.push(tokio::spawn(async move {
+                let lock = lock_file(path);
+                for _ in 0..STEPS {
+                    let _guard = lock.lock_async().await.unwrap();
+                    let n: usize = fs::read_to_string(&data).unwrap().parse().unwrap();
+                    tokio::task::yield_now().await; // let others try meanwhile
+                    fs::write(&data, (n + 1).to_string()).unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    assert_eq!(fs::read_to_string(&data).unwrap(), (TASKS * STEPS).to_string());
+}
+
+/// Polls `future` once: `Some(output)` if it completed, `None` if pending.
+async fn futures_poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
