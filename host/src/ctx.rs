@@ -7,6 +7,7 @@ use locket::{LockError, LockGroup, Mode};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::generated::locket::lock::locket::{self as wit, Error};
+use crate::generated_async::locket::lock::locket::{self as wit_async, Error as AsyncError};
 use crate::grants::Grants;
 
 /// The default cap on lock handles per instance (`--max-locks`).
@@ -131,7 +132,31 @@ pub fn add_to_linker<T: LocketView + 'static>(linker: &mut Linker<T>) -> wasmtim
     wit::add_to_linker::<T, HasLocket>(linker, T::locket)
 }
 
-impl wit::Host for LocketCtxView<'_> {
+/// Adds the `locket:lock/locket` interface to `linker` for an engine with
+/// async support, so that a guest waiting for a lock does not block the
+/// executor thread.
+///
+/// `acquire` and `acquire-shared` become async host functions that wait
+/// through [`locket::Lock::acquire_with_async`]: many instances can wait at
+/// once on a small runtime. Use it with `wasmtime_wasi::p2::add_to_linker_async`
+/// and `instantiate_async`.
+///
+/// Cancelling a waiting guest (dropping the future of its call, for example
+/// with `tokio::time::timeout` or by aborting its task) cancels the wait; the
+/// lock is never left held by it. Dropping the store then releases whatever
+/// the guest still holds. A guest running wasm code is stopped the usual way,
+/// with epoch interruption or fuel.
+///
+/// # Errors
+///
+/// If the linker already defines the interface.
+pub fn add_to_linker_async<T: LocketView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    wit_async::add_to_linker::<T, HasLocket>(linker, T::locket)
+}
+
+impl LocketCtxView<'_> {
     fn lock_file(&mut self, path: String) -> wasmtime::Result<Result<Resource<LockHandle>, Error>> {
         let opener = match self.ctx.grants.resolve(&path) {
             Ok(opener) => opener,
@@ -153,18 +178,12 @@ impl wit::Host for LocketCtxView<'_> {
         self.ctx.stats.handles += 1;
         Ok(Ok(handle))
     }
-}
 
-impl LocketCtxView<'_> {
-    fn acquire(
-        &mut self,
-        handle: Resource<LockHandle>,
-        mode: Mode,
-        timeout: Option<u64>,
-    ) -> wasmtime::Result<Result<(), Error>> {
+    /// How long an acquire that asked for `timeout` may wait, and whether the
+    /// deadline is what limits it.
+    fn plan_wait(&self, timeout: Option<u64>) -> (Option<Duration>, bool) {
         let asked = timeout.map(Duration::from_nanos);
-        // Never wait past the deadline; remember whether it is what limits us.
-        let (wait, limited_by_deadline) = match self.ctx.deadline {
+        match self.ctx.deadline {
             None => (asked, false),
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -173,10 +192,16 @@ impl LocketCtxView<'_> {
                     _ => (Some(left), true),
                 }
             }
-        };
-        let lock = &self.table.get(&handle)?.lock;
-        let started = Instant::now();
-        let result = lock.acquire_with(mode, wait);
+        }
+    }
+
+    /// Counts an acquire's outcome and turns it into the guest's result.
+    fn acquired(
+        &mut self,
+        started: Instant,
+        result: Result<(), LockError>,
+        limited_by_deadline: bool,
+    ) -> wasmtime::Result<Result<(), Error>> {
         let stats = &mut self.ctx.stats;
         let waited = started.elapsed();
         stats.total_wait += waited;
@@ -199,6 +224,58 @@ impl LocketCtxView<'_> {
             }
         }
     }
+
+    fn acquire(
+        &mut self,
+        handle: Resource<LockHandle>,
+        mode: Mode,
+        timeout: Option<u64>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let (wait, limited_by_deadline) = self.plan_wait(timeout);
+        let lock = &self.table.get(&handle)?.lock;
+        let started = Instant::now();
+        let result = lock.acquire_with(mode, wait);
+        self.acquired(started, result, limited_by_deadline)
+    }
+
+    async fn acquire_async(
+        &mut self,
+        handle: Resource<LockHandle>,
+        mode: Mode,
+        timeout: Option<u64>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let (wait, limited_by_deadline) = self.plan_wait(timeout);
+        let lock = &self.table.get(&handle)?.lock;
+        let started = Instant::now();
+        let result = lock.acquire_with_async(mode, wait).await;
+        self.acquired(started, result, limited_by_deadline)
+    }
+
+    fn release(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<Result<(), Error>> {
+        let lock = &self.table.get(&handle)?.lock;
+        let released = lock.release();
+        if released.is_ok() {
+            self.ctx.stats.releases += 1;
+        }
+        Ok(released.map_err(to_wit))
+    }
+
+    fn is_locked(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&handle)?.lock.is_locked())
+    }
+
+    fn drop_handle(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<()> {
+        // Dropping the lock closes its file, which releases it.
+        self.table.delete(handle)?;
+        self.ctx.live = self.ctx.live.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl wit::Host for LocketCtxView<'_> {
+    fn lock_file(&mut self, path: String) -> wasmtime::Result<Result<Resource<LockHandle>, Error>> {
+        LocketCtxView::lock_file(self, path)
+    }
 }
 
 impl wit::HostLock for LocketCtxView<'_> {
@@ -219,23 +296,74 @@ impl wit::HostLock for LocketCtxView<'_> {
     }
 
     fn release(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<Result<(), Error>> {
-        let lock = &self.table.get(&handle)?.lock;
-        let released = lock.release();
-        if released.is_ok() {
-            self.ctx.stats.releases += 1;
-        }
-        Ok(released.map_err(to_wit))
+        LocketCtxView::release(self, handle)
     }
 
     fn is_locked(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<bool> {
-        Ok(self.table.get(&handle)?.lock.is_locked())
+        LocketCtxView::is_locked(self, handle)
     }
 
     fn drop(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<()> {
-        // Dropping the lock closes its file, which releases it.
-        self.table.delete(handle)?;
-        self.ctx.live = self.ctx.live.saturating_sub(1);
-        Ok(())
+        self.drop_handle(handle)
+    }
+}
+
+impl wit_async::Host for LocketCtxView<'_> {
+    fn lock_file(
+        &mut self,
+        path: String,
+    ) -> wasmtime::Result<Result<Resource<LockHandle>, AsyncError>> {
+        LocketCtxView::lock_file(self, path).map(|r| r.map_err(AsyncError::from))
+    }
+}
+
+impl wit_async::HostLock for LocketCtxView<'_> {
+    async fn acquire(
+        &mut self,
+        handle: Resource<LockHandle>,
+        timeout: Option<u64>,
+    ) -> wasmtime::Result<Result<(), AsyncError>> {
+        let outcome = self.acquire_async(handle, Mode::Exclusive, timeout).await;
+        outcome.map(|r| r.map_err(AsyncError::from))
+    }
+
+    async fn acquire_shared(
+        &mut self,
+        handle: Resource<LockHandle>,
+        timeout: Option<u64>,
+    ) -> wasmtime::Result<Result<(), AsyncError>> {
+        let outcome = self.acquire_async(handle, Mode::Shared, timeout).await;
+        outcome.map(|r| r.map_err(AsyncError::from))
+    }
+
+    fn release(
+        &mut self,
+        handle: Resource<LockHandle>,
+    ) -> wasmtime::Result<Result<(), AsyncError>> {
+        LocketCtxView::release(self, handle).map(|r| r.map_err(AsyncError::from))
+    }
+
+    fn is_locked(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<bool> {
+        LocketCtxView::is_locked(self, handle)
+    }
+
+    fn drop(&mut self, handle: Resource<LockHandle>) -> wasmtime::Result<()> {
+        self.drop_handle(handle)
+    }
+}
+
+/// The two bindings generate one error type each; they are the same WIT type.
+impl From<Error> for AsyncError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Timeout => AsyncError::Timeout,
+            Error::NotLocked => AsyncError::NotLocked,
+            Error::Deadlock => AsyncError::Deadlock,
+            Error::AccessDenied => AsyncError::AccessDenied,
+            Error::InvalidPath(reason) => AsyncError::InvalidPath(reason),
+            Error::Limit => AsyncError::Limit,
+            Error::Io(message) => AsyncError::Io(message),
+        }
     }
 }
 

@@ -64,7 +64,7 @@ mod grants;
 
 pub use ctx::{
     DEFAULT_MAX_LOCKS, DeadlineExceeded, LockHandle, LockStats, LocketCtx, LocketCtxView,
-    LocketView, add_to_linker,
+    LocketView, add_to_linker, add_to_linker_async,
 };
 pub use grants::{Access, Grant, GrantError, Grants};
 
@@ -78,6 +78,25 @@ mod generated {
         with: {
             "locket:lock/locket.lock": crate::ctx::LockHandle,
         },
+    });
+}
+
+/// The same interface with `acquire` and `acquire-shared` as async host
+/// functions, for [`add_to_linker_async`]. Only the waits are async; the
+/// lock resource is the same [`LockHandle`] as in the blocking bindings.
+mod generated_async {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "locket:lock/imports",
+        imports: {
+            "locket:lock/locket.[method]lock.acquire": async | trappable,
+            "locket:lock/locket.[method]lock.acquire-shared": async | trappable,
+            default: trappable,
+        },
+        with: {
+            "locket:lock/locket.lock": crate::ctx::LockHandle,
+        },
+        require_store_data_send: true,
     });
 }
 

@@ -213,7 +213,10 @@ fn sixty_four_tasks_on_two_threads_lose_no_update() {
             task.await.unwrap();
         }
     });
-    assert_eq!(fs::read_to_string(&data).unwrap(), (TASKS * STEPS).to_string());
+    assert_eq!(
+        fs::read_to_string(&data).unwrap(),
+        (TASKS * STEPS).to_string()
+    );
 }
 
 /// Polls `future` once: `Some(output)` if it completed, `None` if pending.
