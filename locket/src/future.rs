@@ -60,8 +60,10 @@ impl Waiter {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The helper thread's work.
-    fn run(&self, core: &Core, mode: Mode, wait: Wait, timeout: Option<Duration>) {
+    /// The helper thread's work. It lets go of `core` before it reports, so
+    /// that once the future completes (or its drop returns) the handle is the
+    /// only owner again, and dropping it closes the file at once.
+    fn run(&self, core: Arc<Core>, mode: Mode, wait: Wait, timeout: Option<Duration>) {
         let outcome = core.acquire(mode, wait, timeout, Some(&self.cancel));
         let mut slot = self.slot();
         let waker = if slot.abandoned {
@@ -74,6 +76,7 @@ impl Waiter {
             slot.result = Some(outcome);
             slot.waker.take()
         };
+        drop(core);
         slot.finished = true;
         self.finished.notify_all();
         drop(slot);
@@ -135,7 +138,7 @@ impl Future for Acquire<'_> {
         let spawned = thread::Builder::new()
             .name("locket-wait".to_owned())
             .stack_size(WAITER_STACK)
-            .spawn(move || shared.run(&core, mode, wait, timeout));
+            .spawn(move || shared.run(core, mode, wait, timeout));
         match spawned {
             Ok(_) => {
                 this.waiter = Some(waiter);

@@ -182,6 +182,27 @@ fn a_cancel_racing_a_release_never_leaves_the_lock_held() {
     }
 }
 
+/// A handle that got the lock through a helper thread is its only owner once
+/// the acquire completes: dropping it releases the lock at once.
+#[test]
+fn dropping_a_handle_after_a_waited_acquire_releases_at_once() {
+    let (_dir, path) = scratch();
+    let rt = current_thread();
+    let holder = lock_file(&path);
+    for round in 0..100 {
+        holder.acquire().unwrap();
+        let waiter = lock_file(&path);
+        rt.block_on(async {
+            let mut wait = std::pin::pin!(waiter.acquire_async());
+            assert!(futures_poll_once(wait.as_mut()).await.is_none());
+            holder.release().unwrap();
+            tokio::time::timeout(PROMPT, wait).await.unwrap().unwrap();
+        });
+        drop(waiter);
+        assert!(is_free(&path), "round {round}: the dropped handle still held it");
+    }
+}
+
 /// 64 tasks on 2 runtime threads, each with its own handle, increment one
 /// counter file under the lock: no update may be lost.
 #[test]
