@@ -41,6 +41,8 @@ pub struct LockStats {
     pub errors: u64,
     /// Releases that succeeded.
     pub releases: u64,
+    /// Async acquires cancelled while they waited (their future was dropped).
+    pub cancelled: u64,
     /// Time spent in acquires, in all.
     pub total_wait: Duration,
     /// The longest single acquire.
@@ -244,10 +246,31 @@ impl LocketCtxView<'_> {
         mode: Mode,
         timeout: Option<u64>,
     ) -> wasmtime::Result<Result<(), Error>> {
+        /// Counts the wait of an acquire whose future is dropped unfinished.
+        struct Cancelled<'a> {
+            stats: Option<&'a mut LockStats>,
+            started: Instant,
+        }
+        impl Drop for Cancelled<'_> {
+            fn drop(&mut self) {
+                if let Some(stats) = self.stats.take() {
+                    let waited = self.started.elapsed();
+                    stats.cancelled += 1;
+                    stats.total_wait += waited;
+                    stats.max_wait = stats.max_wait.max(waited);
+                }
+            }
+        }
         let (wait, limited_by_deadline) = self.plan_wait(timeout);
         let lock = &self.table.get(&handle)?.lock;
         let started = Instant::now();
+        let mut cancelled = Cancelled {
+            stats: Some(&mut self.ctx.stats),
+            started,
+        };
         let result = lock.acquire_with_async(mode, wait).await;
+        cancelled.stats = None; // finished: counted below instead
+        drop(cancelled);
         self.acquired(started, result, limited_by_deadline)
     }
 

@@ -102,3 +102,7 @@ mod generated_async {
 
 /// The guest-visible error of the `locket` interface.
 pub use generated::locket::lock::locket::Error as WitError;
+
+/// The same WIT error as generated for [`add_to_linker_async`]'s bindings
+/// (it converts from [`WitError`]).
+pub use generated_async::locket::lock::locket::Error as AsyncWitError;

@@ -1,6 +1,7 @@
 //! `locket-host`: runs WebAssembly plugin components that lock files beside
 //! native processes.
 
+mod artifacts;
 mod cli;
 
 use std::ffi::OsString;
@@ -43,6 +44,28 @@ enum Command {
     ///
     /// Example: locket-host run --dir ./shared::/data counter.wasm /data/counter 100
     Run(RunArgs),
+    /// Compile a plugin ahead of time into a precompiled artifact, which
+    /// `run --allow-precompiled` loads without compiling.
+    ///
+    /// The artifact is native code for this machine, this build of
+    /// locket-host and these options; `run` refuses one made otherwise.
+    /// Example: locket-host compile plugin.wasm -o plugin.cwasm
+    Compile(CompileArgs),
+}
+
+#[derive(Args)]
+struct CompileArgs {
+    /// Where to write the artifact.
+    #[arg(short, long, value_name = "OUT.cwasm")]
+    output: PathBuf,
+
+    /// Compile for `run --fuel` (fuel metering is compiled into the code).
+    #[arg(long)]
+    fuel: bool,
+
+    /// The plugin component.
+    #[arg(value_name = "PLUGIN.wasm")]
+    plugin: PathBuf,
 }
 
 #[derive(Args)]
@@ -92,9 +115,15 @@ struct RunArgs {
     #[arg(long)]
     stats: bool,
 
-    /// Compile the plugin afresh instead of using the compilation cache
-    /// (which lives in $LOCKET_CACHE_DIR, or wasmtime's default cache
-    /// directory).
+    /// Run a precompiled artifact made by `locket-host compile`. It is
+    /// native code that is trusted, not checked, so only pass this for
+    /// files you made yourself or trust as you would a program.
+    #[arg(long)]
+    allow_precompiled: bool,
+
+    /// Compile the plugin afresh instead of using the cache of precompiled
+    /// plugins (in $LOCKET_CACHE_DIR, else $XDG_CACHE_HOME/locket-host, else
+    /// ~/.cache/locket-host).
     #[arg(long)]
     no_cache: bool,
 
@@ -135,7 +164,19 @@ impl LocketView for State {
 }
 
 fn main() -> ExitCode {
-    let Command::Run(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Run(args) => args,
+        Command::Compile(args) => {
+            init_tracing();
+            return match compile(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("locket-host: error: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
+    };
     init_tracing();
     raise_fd_limit();
     exit_on_termination_signals();
@@ -157,14 +198,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .split_first()
         .map(|(p, rest)| (PathBuf::from(p), rest))
         .context("no plugin given")?;
-    let mut config = Config::new();
-    config.epoch_interruption(args.timeout.is_some());
-    config.consume_fuel(args.fuel.is_some());
-    if !args.no_cache {
-        config.cache(Some(cache()?));
-    }
-    let engine = Engine::new(&config)?;
-    let component = load(&engine, &plugin)?;
+    let fuel = args.fuel.is_some();
+    let engine = engine(fuel)?;
+    let component = load(&engine, &plugin, &args, fuel)?;
 
     let mut linker = Linker::<State>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -236,8 +272,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(fuel) = args.fuel {
         store.set_fuel(fuel)?;
     }
+    // Epoch checks are always compiled in (see `engine`), but the epoch only
+    // advances when `--timeout` starts the timer.
+    store.set_epoch_deadline(1);
     if let Some(timeout) = args.timeout {
-        store.set_epoch_deadline(1);
         start_timer(engine.clone(), timeout);
     }
 
@@ -287,42 +325,56 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Reads and compiles the plugin, with a one-line reason when it is not a
-/// component.
-fn load(engine: &Engine, plugin: &Path) -> anyhow::Result<Component> {
-    let bytes =
-        std::fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))?;
-    const MAGIC: &[u8] = b"\0asm";
-    if bytes.len() < 8 || !bytes.starts_with(MAGIC) {
-        anyhow::bail!("{} is not a WebAssembly file", plugin.display());
-    }
-    if bytes[4..8] == [1, 0, 0, 0] {
-        anyhow::bail!(
-            "{} is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
-             or wrap it with `wasm-tools component new`",
-            plugin.display()
-        );
-    }
-    Component::new(engine, &bytes).map_err(|e| {
-        anyhow!(
-            "{} is not a valid component: {}",
-            plugin.display(),
-            e.root_cause()
-        )
-    })
+/// The engine for running (or compiling) plugins. Epoch interruption is
+/// always compiled in, so that `--timeout` does not change the code and one
+/// artifact serves runs with and without it; fuel metering only with `--fuel`,
+/// since it costs time on every block.
+fn engine(fuel: bool) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.consume_fuel(fuel);
+    Engine::new(&config).map_err(anyhow::Error::from)
 }
 
-/// wasmtime's compilation cache, in `$LOCKET_CACHE_DIR` if that is set.
-fn cache() -> anyhow::Result<wasmtime::Cache> {
-    let mut config = wasmtime::CacheConfig::new();
-    if let Some(dir) = std::env::var_os("LOCKET_CACHE_DIR") {
-        let dir = std::path::absolute(&dir)
-            .with_context(|| format!("LOCKET_CACHE_DIR={}", PathBuf::from(&dir).display()))?;
-        config.with_directory(dir);
+/// Loads the plugin: a precompiled artifact if allowed, else compiled, through
+/// the cache unless `--no-cache`.
+fn load(engine: &Engine, plugin: &Path, args: &RunArgs, fuel: bool) -> anyhow::Result<Component> {
+    match artifacts::read(plugin)? {
+        artifacts::Kind::Precompiled if args.allow_precompiled => {
+            let hint = format!(
+                "locket-host compile{} PLUGIN.wasm -o {}",
+                if fuel { " --fuel" } else { "" },
+                plugin.display()
+            );
+            artifacts::load_precompiled(engine, plugin, &hint)
+        }
+        artifacts::Kind::Precompiled => anyhow::bail!(
+            "{} is a precompiled artifact, not a WebAssembly file; running one needs \
+             --allow-precompiled, since its native code is trusted, not checked",
+            plugin.display()
+        ),
+        artifacts::Kind::Wasm(bytes) => match (args.no_cache, artifacts::Cache::open()) {
+            (false, Some(cache)) => cache.load(engine, plugin, &bytes),
+            _ => artifacts::compile(engine, plugin, &bytes),
+        },
     }
-    wasmtime::Cache::new(config)
-        .map_err(anyhow::Error::from)
-        .context("cannot set up the compilation cache")
+}
+
+/// `locket-host compile`: writes the plugin's precompiled artifact.
+fn compile(args: &CompileArgs) -> anyhow::Result<()> {
+    let bytes = match artifacts::read(&args.plugin)? {
+        artifacts::Kind::Wasm(bytes) => bytes,
+        artifacts::Kind::Precompiled => anyhow::bail!(
+            "{} is already a precompiled artifact",
+            args.plugin.display()
+        ),
+    };
+    let engine = engine(args.fuel)?;
+    let component = artifacts::compile(&engine, &args.plugin, &bytes)?;
+    let serialized = component.serialize().map_err(anyhow::Error::from)?;
+    artifacts::write_atomically(&args.output, &serialized)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    Ok(())
 }
 
 /// Interrupts the plugin at the deadline; if it is stuck outside wasm (in a

@@ -182,7 +182,12 @@ fn dropping_a_waiting_guest_never_leaves_the_lock_held() {
             }
         });
         assert!(outcome.is_none(), "{wait}: the guest ended: {outcome:?}");
-        assert_eq!(store.data().locket.stats().acquired, 0);
+        let stats = store.data().locket.stats();
+        assert_eq!(
+            (stats.acquired, stats.cancelled),
+            (0, 1),
+            "{wait}: {stats:?}"
+        );
         assert!(!has_waiter(&path), "{wait}: the abandoned wait goes on");
         native.release().unwrap();
         assert!(is_free(&path), "{wait}: the abandoned guest took the lock");

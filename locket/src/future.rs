@@ -2,6 +2,7 @@
 //! is never blocked, and dropping the future cancels the wait.
 
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -12,13 +13,15 @@ use crate::lock::{Core, Wait};
 use crate::sys::Cancel;
 use crate::{Lock, LockError, Mode};
 
-/// Stack size of a waiting thread: it opens a file, locks it and stats a path.
-const WAITER_STACK: usize = 128 * 1024;
+/// What the helper thread reports: the acquire's outcome, or its panic (from
+/// an [`Opener`](crate::Opener)), which the future passes on to its caller.
+type Report = thread::Result<Result<u64, LockError>>;
 
 /// An acquire in progress; resolves to the hold's generation.
 ///
 /// The first poll tries once on the caller's thread, which is all an
-/// uncontended acquire needs. If the lock is held elsewhere and the timeout
+/// uncontended acquire needs (it opens the lock file the first time, and
+/// stats its path; neither waits for the lock). If the lock is held elsewhere and the timeout
 /// allows waiting, a helper thread waits in the kernel, as the blocking
 /// acquire does, and wakes the task when it is done.
 ///
@@ -27,12 +30,18 @@ const WAITER_STACK: usize = 128 * 1024;
 /// returns only once the helper is done with the handle (about a millisecond
 /// at most on Linux, one backoff step of at most 5 ms elsewhere), so after the
 /// drop the handle is idle and holds nothing.
+///
+/// A future that is leaked (`mem::forget`) instead of dropped is never
+/// cancelled: its helper goes on waiting, the handle stays busy
+/// (`AlreadyLocked`) until the wait ends, and a lock it then gets stays held
+/// until the handle releases it or is dropped.
 pub(crate) struct Acquire<'a> {
     lock: &'a Lock,
     mode: Mode,
     timeout: Option<Duration>,
     started: Option<Instant>,
     waiter: Option<Arc<Waiter>>,
+    done: bool,
 }
 
 /// What the future and its helper thread share.
@@ -45,8 +54,8 @@ struct Waiter {
 
 #[derive(Default)]
 struct Slot {
-    /// The helper's outcome, until the future takes it.
-    result: Option<Result<u64, LockError>>,
+    /// The helper's report, until the future takes it.
+    result: Option<Report>,
     /// The task to wake with the outcome.
     waker: Option<Waker>,
     /// The future was dropped: nobody will take the outcome.
@@ -64,10 +73,14 @@ impl Waiter {
     /// that once the future completes (or its drop returns) the handle is the
     /// only owner again, and dropping it closes the file at once.
     fn run(&self, core: Arc<Core>, mode: Mode, wait: Wait, timeout: Option<Duration>) {
-        let outcome = core.acquire(mode, wait, timeout, Some(&self.cancel));
+        // An `Opener` may panic. Catch it, so that the future and its drop
+        // always hear back, and let the future re-raise it for its caller.
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            core.acquire(mode, wait, timeout, Some(&self.cancel))
+        }));
         let mut slot = self.slot();
         let waker = if slot.abandoned {
-            if let Ok(generation) = outcome {
+            if let Ok(Ok(generation)) = outcome {
                 // Got it just as the future was dropped: nobody owns this hold.
                 let _ = core.release_if(Some(generation));
             }
@@ -94,10 +107,12 @@ impl<'a> Acquire<'a> {
             timeout,
             started: None,
             waiter: None,
+            done: false,
         }
     }
 
-    fn finish(&self, outcome: Result<u64, LockError>) -> Poll<Result<u64, LockError>> {
+    fn finish(&mut self, outcome: Result<u64, LockError>) -> Poll<Result<u64, LockError>> {
+        self.done = true;
         let started = self.started.unwrap_or_else(Instant::now);
         self.lock
             .core()
@@ -111,12 +126,22 @@ impl Future for Acquire<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        assert!(
+            !this.done,
+            "locket: an acquire future was polled after it completed"
+        );
         if let Some(waiter) = &this.waiter {
             let mut slot = waiter.slot();
-            if let Some(outcome) = slot.result.take() {
+            if let Some(report) = slot.result.take() {
                 drop(slot);
                 this.waiter = None;
-                return this.finish(outcome);
+                match report {
+                    Ok(outcome) => return this.finish(outcome),
+                    Err(payload) => {
+                        this.done = true;
+                        panic::resume_unwind(payload)
+                    }
+                }
             }
             if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 slot.waker = Some(cx.waker().clone());
@@ -137,7 +162,6 @@ impl Future for Acquire<'_> {
         let (mode, timeout) = (this.mode, this.timeout);
         let spawned = thread::Builder::new()
             .name("locket-wait".to_owned())
-            .stack_size(WAITER_STACK)
             .spawn(move || shared.run(core, mode, wait, timeout));
         match spawned {
             Ok(_) => {
@@ -159,7 +183,7 @@ impl Drop for Acquire<'_> {
         };
         let mut slot = waiter.slot();
         slot.abandoned = true;
-        if let Some(Ok(generation)) = slot.result.take() {
+        if let Some(Ok(Ok(generation))) = slot.result.take() {
             // The helper got the lock, but the future never handed it over.
             let _ = self.lock.core().release_if(Some(generation));
         }

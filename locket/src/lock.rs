@@ -197,17 +197,20 @@ impl Lock {
     /// waiting at most the handle's timeout.
     ///
     /// The async form of [`acquire`](Self::acquire), for async runtimes such
-    /// as tokio: it needs no particular runtime. An uncontended acquire
-    /// completes in the first poll. Otherwise a helper thread waits in the
-    /// kernel (so the waiter gets the lock as promptly as a blocking one) and
-    /// wakes the task.
+    /// as tokio: it needs no particular runtime, and never blocks the
+    /// executor waiting for the lock. An uncontended acquire completes in the
+    /// first poll (which opens the lock file the first time, and stats its
+    /// path). Otherwise a helper thread waits in the kernel (so the waiter
+    /// gets the lock as promptly as a blocking one) and wakes the task. A
+    /// panic in the handle's [`Opener`] on that thread reaches the caller.
     ///
     /// # Cancellation
     ///
     /// Dropping the future before it completes cancels the acquire. The drop
     /// interrupts the helper thread and returns once it is done (within about
     /// a millisecond), and if the lock was taken meanwhile it is released:
-    /// after the drop the handle holds nothing and can acquire again.
+    /// after the drop the handle holds nothing and can acquire again. A future
+    /// leaked with `mem::forget` is never cancelled: its wait goes on.
     ///
     /// # Errors
     ///

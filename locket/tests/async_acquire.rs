@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use locket::{LockError, Mode, lock_file};
+use locket::{FileId, Lock, LockError, Mode, OpenError, Opener, lock_file};
 
 /// A generous upper bound for things that should happen at once.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -46,6 +46,10 @@ fn uncontended_acquire_completes_and_the_guard_releases() {
     let (_dir, path) = scratch();
     current_thread().block_on(async {
         let lock = lock_file(&path);
+        // Uncontended: done in the first poll, no helper thread needed.
+        let first = futures_poll_once(std::pin::pin!(lock.acquire_async())).await;
+        assert!(matches!(first, Some(Ok(()))), "{first:?}");
+        lock.release().unwrap();
         let guard = lock.lock_async().await.unwrap();
         assert_eq!(guard.mode(), Mode::Exclusive);
         assert!(!is_free(&path));
@@ -135,7 +139,12 @@ fn dropping_a_waiting_acquire_cancels_it() {
         rt.block_on(async {
             let mut wait = std::pin::pin!(waiter.acquire_async());
             assert!(futures_poll_once(wait.as_mut()).await.is_none());
+            // Cancel only once the helper blocks in the kernel, so that the
+            // drop has to interrupt it.
+            wait_for_a_waiter(&path).await;
+            assert!(posix_timers() > timers_before || timeout.is_none());
         }); // the future is dropped here, while its thread waits
+        assert!(!has_waiter(&path), "the cancelled wait goes on");
         assert!(!waiter.is_locked());
         assert_eq!(posix_timers(), timers_before, "a wait's timer outlived it");
         holder.release().unwrap();
@@ -152,6 +161,8 @@ fn dropping_a_waiting_acquire_cancels_it() {
         tokio::time::timeout(Duration::from_millis(50), waiter.acquire_async()).await
     });
     assert!(outcome.is_err(), "expected the runtime's timeout");
+    assert!(!has_waiter(&path), "the cancelled wait goes on");
+    assert_eq!(posix_timers(), timers_before, "a wait's timer outlived it");
     holder.release().unwrap();
     assert!(is_free(&path));
     assert!(!waiter.is_locked());
@@ -199,7 +210,10 @@ fn dropping_a_handle_after_a_waited_acquire_releases_at_once() {
             tokio::time::timeout(PROMPT, wait).await.unwrap().unwrap();
         });
         drop(waiter);
-        assert!(is_free(&path), "round {round}: the dropped handle still held it");
+        assert!(
+            is_free(&path),
+            "round {round}: the dropped handle still held it"
+        );
     }
 }
 
@@ -238,6 +252,101 @@ fn sixty_four_tasks_on_two_threads_lose_no_update() {
         fs::read_to_string(&data).unwrap(),
         (TASKS * STEPS).to_string()
     );
+}
+
+/// Where the waiting thread cannot use the timer signal (here: it blocks it,
+/// as a thread taking signals with sigwait would), the wait polls, and a
+/// drop still cancels it promptly.
+#[test]
+fn a_polling_wait_is_cancelled_too() {
+    let (_dir, path) = scratch();
+    let holder = lock_file(&path);
+    holder.acquire().unwrap();
+    let timers_before = posix_timers();
+    let probe = path.clone();
+    // The helper thread inherits the signal mask of the thread that spawns it.
+    std::thread::spawn(move || {
+        block_wake_signal();
+        let rt = current_thread();
+        let waiter = lock_file(&probe).with_timeout(Some(Duration::from_secs(600)));
+        rt.block_on(async {
+            let mut wait = std::pin::pin!(waiter.acquire_async());
+            assert!(futures_poll_once(wait.as_mut()).await.is_none());
+        });
+        assert!(!waiter.is_locked());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(posix_timers(), timers_before, "a polling wait made a timer");
+    holder.release().unwrap();
+    assert!(is_free(&path));
+}
+
+/// A panic in an `Opener` on the helper thread reaches the task that awaits
+/// the acquire, instead of leaving it pending forever.
+#[test]
+fn a_panicking_opener_on_the_helper_thread_reaches_the_caller() {
+    struct Fussy(PathBuf);
+    impl Opener for Fussy {
+        fn open(&self) -> Result<fs::File, OpenError> {
+            Ok(fs::OpenOptions::new().read(true).open(&self.0)?)
+        }
+        fn identify(&self) -> std::io::Result<Option<FileId>> {
+            panic!("the opener cannot identify {}", self.0.display());
+        }
+    }
+    let (_dir, path) = scratch();
+    let holder = lock_file(&path);
+    holder.acquire().unwrap();
+    let waiter = Lock::with_opener("fussy", Fussy(path.clone()));
+    let rt = current_thread();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async { tokio::time::timeout(PROMPT, waiter.acquire_async()).await })
+    }));
+    let payload = caught.expect_err("the opener's panic should reach the caller");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("cannot identify"), "{message:?}");
+    assert!(!waiter.is_locked());
+}
+
+#[cfg(unix)]
+fn block_wake_signal() {
+    // SAFETY: builds a signal set on the stack and blocks one signal in the
+    // calling thread; no memory is shared.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGRTMAX() - 1);
+        assert_eq!(
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
+            0
+        );
+    }
+}
+
+/// Whether the kernel shows someone blocked on `path`'s lock.
+fn has_waiter(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let inode = format!(":{}", fs::metadata(path).unwrap().ino());
+    fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"->") && fields.get(6).is_some_and(|f| f.ends_with(&inode))
+        })
+}
+
+/// Waits until the kernel shows someone blocked on `path`'s lock.
+async fn wait_for_a_waiter(path: &Path) {
+    let started = Instant::now();
+    while !has_waiter(path) {
+        assert!(started.elapsed() < PROMPT, "nobody started waiting");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Polls `future` once: `Some(output)` if it completed, `None` if pending.

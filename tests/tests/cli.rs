@@ -276,3 +276,121 @@ fn tracing_is_silent_unless_asked_and_stats_add_up() {
         "{stats}"
     );
 }
+
+/// `locket-host compile` and `run --allow-precompiled`: the artifact runs only
+/// when allowed, and one made with other options or damaged is refused with
+/// one line, never loaded.
+#[test]
+fn precompiled_plugins_run_only_when_allowed_and_matching() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let grant = format!("--dir={}::/data", d.display());
+    let compile = |extra: &[&str], plugin: &str, out: &Path| {
+        Command::new(host_exe())
+            .arg("compile")
+            .args(extra)
+            .arg(plugin)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let artifact = d.join("locker.cwasm");
+    let out = compile(&[], guests::LOCKER, &artifact);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bytes = std::fs::read(&artifact).unwrap();
+    assert!(bytes.starts_with(b"\x7fELF"), "not an ELF artifact");
+    let artifact_arg = artifact.to_str().unwrap();
+
+    // Refused without the flag; runs with it, with or without --timeout.
+    let out = run(&[&grant], artifact_arg, &[]);
+    assert_load_error(&out, "--allow-precompiled");
+    for extra in [&[][..], &["--timeout", "60s"][..]] {
+        let mut args = vec![grant.as_str(), "--allow-precompiled"];
+        args.extend_from_slice(extra);
+        let out = run(&args, artifact_arg, &["/data/x.lock"]);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\n");
+    }
+
+    // Compiled for fuel metering: refused without --fuel, runs with it.
+    let fueled = d.join("fueled.cwasm");
+    let out = compile(&["--fuel"], guests::LOCKER, &fueled);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let fueled = fueled.to_str().unwrap();
+    let out = run(&[&grant, "--allow-precompiled"], fueled, &[]);
+    assert_load_error(&out, "different options");
+    assert!(stderr(&out).contains("locket-host compile PLUGIN.wasm"), "{}", stderr(&out));
+    let out = run(&[&grant, "--allow-precompiled", "--fuel", "1000000000"], fueled, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // And the plain artifact is refused under --fuel.
+    let out = run(&[&grant, "--allow-precompiled", "--fuel", "1000"], artifact_arg, &[]);
+    assert_load_error(&out, "different options");
+
+    // Damaged or foreign artifacts are refused.
+    let truncated = write(d, "truncated.cwasm", &bytes[..bytes.len() / 2]);
+    let out = run(&[&grant, "--allow-precompiled"], &truncated, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let foreign = write(d, "true.cwasm", &std::fs::read("/bin/true").unwrap());
+    let out = run(&[&grant, "--allow-precompiled"], &foreign, &[]);
+    assert_load_error(&out, "not a precompiled component");
+
+    // compile refuses what it cannot compile.
+    let junk = write(d, "junk.wasm", b"not wasm at all");
+    let out = compile(&[], &junk, &d.join("junk.cwasm"));
+    assert_load_error(&out, "is not a WebAssembly file");
+    assert!(!d.join("junk.cwasm").exists());
+    let out = compile(&[], artifact_arg, &d.join("again.cwasm"));
+    assert_load_error(&out, "already a precompiled artifact");
+}
+
+/// The run cache holds precompiled artifacts keyed by the plugin: the second
+/// run maps it, a damaged entry is replaced, and a directory every user may
+/// write to is not used.
+#[test]
+fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let cache = tempfile::tempdir().unwrap();
+    let run_cached = |cache: &Path| {
+        host_command(&[&grant], guests::LOCKER, &[])
+            .env("LOCKET_CACHE_DIR", cache)
+            .env("RUST_LOG", "locket_host=debug")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let entries = |cache: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let out = run_cached(cache.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cached the compiled plugin"), "{}", stderr(&out));
+    let cached = entries(cache.path());
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].extension().is_some_and(|e| e == "cwasm"), "{cached:?}");
+
+    let out = run_cached(cache.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("loaded the plugin from the cache"), "{}", stderr(&out));
+
+    std::fs::write(&cached[0], b"\x7fELF damaged").unwrap();
+    let out = run_cached(cache.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unusable cache entry"), "{}", stderr(&out));
+    assert!(std::fs::read(&cached[0]).unwrap().len() > 1000, "not replaced");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let out = run_cached(open.path());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stderr(&out).contains("every user may write to it"), "{}", stderr(&out));
+        assert!(entries(open.path()).is_empty());
+    }
+}
