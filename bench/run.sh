@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/prepare-tests.sh
 cargo build --release --locked -q -p locket-host -p locket-bench
-exec cargo run --release --locked -q -p locket-bench -- --out bench/RESULTS.md "$@"
+cargo build --release --locked -q -p locket-host --example serve
+exec cargo run --release --locked -q -p locket-bench -- \
+    --out bench/RESULTS.md --plot bench/handoff-cdf.svg "$@"

@@ -320,11 +320,23 @@ fn precompiled_plugins_run_only_when_allowed_and_matching() {
     let fueled = fueled.to_str().unwrap();
     let out = run(&[&grant, "--allow-precompiled"], fueled, &[]);
     assert_load_error(&out, "different options");
-    assert!(stderr(&out).contains("locket-host compile PLUGIN.wasm"), "{}", stderr(&out));
-    let out = run(&[&grant, "--allow-precompiled", "--fuel", "1000000000"], fueled, &[]);
+    assert!(
+        stderr(&out).contains("locket-host compile PLUGIN.wasm"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &[&grant, "--allow-precompiled", "--fuel", "1000000000"],
+        fueled,
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // And the plain artifact is refused under --fuel.
-    let out = run(&[&grant, "--allow-precompiled", "--fuel", "1000"], artifact_arg, &[]);
+    let out = run(
+        &[&grant, "--allow-precompiled", "--fuel", "1000"],
+        artifact_arg,
+        &[],
+    );
     assert_load_error(&out, "different options");
 
     // Damaged or foreign artifacts are refused.
@@ -368,20 +380,38 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
     };
     let out = run_cached(cache.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cached the compiled plugin"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cached the compiled plugin"),
+        "{}",
+        stderr(&out)
+    );
     let cached = entries(cache.path());
     assert_eq!(cached.len(), 1, "{cached:?}");
-    assert!(cached[0].extension().is_some_and(|e| e == "cwasm"), "{cached:?}");
+    assert!(
+        cached[0].extension().is_some_and(|e| e == "cwasm"),
+        "{cached:?}"
+    );
 
     let out = run_cached(cache.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("loaded the plugin from the cache"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("loaded the plugin from the cache"),
+        "{}",
+        stderr(&out)
+    );
 
     std::fs::write(&cached[0], b"\x7fELF damaged").unwrap();
     let out = run_cached(cache.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("unusable cache entry"), "{}", stderr(&out));
-    assert!(std::fs::read(&cached[0]).unwrap().len() > 1000, "not replaced");
+    assert!(
+        stderr(&out).contains("unusable cache entry"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read(&cached[0]).unwrap().len() > 1000,
+        "not replaced"
+    );
 
     #[cfg(unix)]
     {
@@ -390,7 +420,11 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
         std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let out = run_cached(open.path());
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert!(stderr(&out).contains("every user may write to it"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("every user may write to it"),
+            "{}",
+            stderr(&out)
+        );
         assert!(entries(open.path()).is_empty());
     }
 }

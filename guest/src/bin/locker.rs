@@ -27,6 +27,8 @@
 //! | `spin`                 | loops forever                             |
 //! | `alloc`                | allocates memory, a MiB at a time, forever |
 //! | `acquire-kept`         | `acquired K`: acquires every handle `open-many` made (or the first error) |
+//! | `handoff [MS]`         | `waiting`, then, once it has acquired handle 0: `at NS` (the wall clock, which the host shares, in ns since the Unix epoch), releasing right after |
+//! | `contend DATA MS`      | `contended N`: for MS milliseconds, acquire handle 0, add one to the number in file DATA, release; N rounds |
 //!
 //! In PATH, `\0`, `\s` and `\n` stand for a NUL byte, a space and a newline,
 //! which a line of words cannot carry otherwise.
@@ -98,6 +100,14 @@ fn main() {
                     format!("opened {}{answer}", kept.len() - before)
                 }
                 ["bench", n] => bench(handles.get(&0), n.parse().unwrap_or(0)),
+                ["handoff", t @ ..] if t.len() <= 1 => match handles.get(&0) {
+                    None => "error: no handle #0".to_owned(),
+                    Some(lock) => handoff(&mut out, lock, t),
+                },
+                ["contend", data, ms] => match handles.get(&0) {
+                    None => "error: no handle #0".to_owned(),
+                    Some(lock) => contend(lock, data, ms.parse().unwrap_or(0)),
+                },
                 ["cycles", n, free, held] => cycles(n.parse().unwrap_or(0), free, held),
                 ["args"] => format!("args {}", std::env::args().collect::<Vec<_>>().join(" ")),
                 ["env", name] => std::env::var(name)
@@ -217,4 +227,48 @@ fn unescape(path: &str) -> String {
 
 fn error_line(e: &Error) -> String {
     format!("error: {e}")
+}
+
+/// Says `waiting`, acquires, reads the wall clock, releases: for measuring
+/// hand-off latency against other processes' clocks.
+fn handoff(out: &mut impl Write, lock: &Lock, timeout: &[&str]) -> String {
+    let _ = writeln!(out, "waiting");
+    let _ = out.flush();
+    let timeout = timeout
+        .first()
+        .map(|ms| Duration::from_millis(ms.parse().unwrap_or(0)));
+    if let Err(e) = lock.acquire_with(Mode::Exclusive, timeout) {
+        return error_line(&e);
+    }
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    match lock.release() {
+        Ok(()) => format!("at {at}"),
+        Err(e) => error_line(&e),
+    }
+}
+
+/// Increments the number in `data` under the lock, round after round, for
+/// `ms` milliseconds; returns `contended N`.
+fn contend(lock: &Lock, data: &str, ms: u64) -> String {
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    let mut rounds = 0u64;
+    while std::time::Instant::now() < until {
+        if let Err(e) = lock.acquire() {
+            return error_line(&e);
+        }
+        let value: u64 = std::fs::read_to_string(data)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        if let Err(e) = std::fs::write(data, (value + 1).to_string()) {
+            return format!("error: io: writing {data}: {e}");
+        }
+        if let Err(e) = lock.release() {
+            return error_line(&e);
+        }
+        rounds += 1;
+    }
+    format!("contended {rounds}")
 }

@@ -1,0 +1,63 @@
+//! A smoke run of the benchmark harness, with few iterations, so that the
+//! harness cannot rot between real runs. It checks the report's shape and the
+//! correctness figures in it, never a speed.
+
+use std::process::Command;
+
+#[test]
+fn a_smoke_run_reports_every_section_and_loses_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("RESULTS.md");
+    let plot = dir.path().join("handoff-cdf.svg");
+    let status = Command::new(env!("CARGO_BIN_EXE_locket-bench"))
+        .args(["--smoke", "--rounds", "5", "--out"])
+        .arg(&out)
+        .arg("--plot")
+        .arg(&plot)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "locket-bench --smoke failed: {status}");
+    let report = std::fs::read_to_string(&out).unwrap();
+    for section in [
+        "## Uncontended acquire+release",
+        "## Cross-process hand-off latency",
+        "## Throughput and fairness",
+        "## Plugin start-up",
+        "## Large plugin start-up",
+        "## Memory",
+        "## Timeout accuracy",
+    ] {
+        assert!(
+            report.contains(section),
+            "{section} missing from:\n{report}"
+        );
+    }
+    for row in [
+        "guest in `locket-host`",
+        "guest, timeout 60 s",
+        "locket.py, timeout 5 s",
+        "py-filelock",
+    ] {
+        assert!(report.contains(row), "no {row:?} row in:\n{report}");
+    }
+    // Every throughput row ends with its lost updates, which must be 0.
+    let section = report.split("## Throughput and fairness").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let rows: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| N "))
+        .collect();
+    assert!(rows.len() >= 4, "too few throughput rows:\n{section}");
+    for row in rows {
+        let lost = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
+        assert_eq!(lost, "0", "lost updates in {row}");
+    }
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg"), "not an SVG");
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        8,
+        "one curve per waiter kind"
+    );
+}
