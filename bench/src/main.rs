@@ -119,9 +119,10 @@ fn uncontended(dir: &Path, rounds: usize, report: &mut String) -> anyhow::Result
         .open(&path)?;
     let plain = locket::lock_file(&path);
     let timed = locket::lock_file(&path).with_timeout(Some(Duration::from_secs(5)));
+    let unchecked = locket::lock_file(&path).with_replacement_check(false);
     let mut guest = Guest::start(dir)?;
     let ops = 2_000;
-    let mut samples: [Vec<f64>; 4] = Default::default();
+    let mut samples: [Vec<f64>; 5] = Default::default();
     // Python is slower per operation: smaller batches, fewer of them.
     let py_kinds: Vec<Kind> = if python().is_some() {
         vec![Kind::PyLocket, Kind::PyLocketTry, Kind::Filelock]
@@ -142,7 +143,7 @@ fn uncontended(dir: &Path, rounds: usize, report: &mut String) -> anyhow::Result
             raw.unlock()?;
         }
         samples[0].push(t.elapsed().as_nanos() as f64 / ops as f64);
-        for (slot, lock) in [(1, &plain), (2, &timed)] {
+        for (slot, lock) in [(1, &plain), (2, &timed), (4, &unchecked)] {
             let t = Instant::now();
             for _ in 0..ops {
                 lock.acquire()?;
@@ -183,6 +184,7 @@ fn uncontended(dir: &Path, rounds: usize, report: &mut String) -> anyhow::Result
         "`locket`, no timeout",
         "`locket`, timeout 5 s",
         "guest in `locket-host`",
+        "`locket`, replaced-file check off",
     ]
     .iter()
     .zip(samples.iter_mut())
@@ -1037,11 +1039,12 @@ fn cdf_svg(results: &[(Kind, Vec<f64>)]) -> String {
         let mut sorted = latencies.clone();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len() as f64;
-        let points: Vec<String> = sorted
-            .iter()
-            .enumerate()
-            .map(|(j, v)| format!("{:.1},{:.1}", x(*v), y((j + 1) as f64 / n)))
-            .collect();
+        // A step function: up by 1/n at each sample.
+        let mut points = Vec::new();
+        for (j, v) in sorted.iter().enumerate() {
+            points.push(format!("{:.1},{:.1}", x(*v), y(j as f64 / n)));
+            points.push(format!("{:.1},{:.1}", x(*v), y((j + 1) as f64 / n)));
+        }
         let _ = writeln!(
             svg,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>",

@@ -501,3 +501,29 @@ fn a_handle_does_not_wait_on_a_lock_file_that_was_deleted_meanwhile() {
     // `a`'s file is the deleted one that `b` holds; the path's file is free.
     a.acquire_with(Mode::Exclusive, TRY_ONCE).unwrap();
 }
+
+/// With the replaced-file check off, a handle goes on locking the file it
+/// opened first, even after the path names another file: the trade-off the
+/// check exists for.
+#[test]
+fn without_the_replacement_check_a_replaced_file_is_not_noticed() {
+    let (dir, path) = scratch();
+    let unchecked = lock_file(&path).with_replacement_check(false);
+    unchecked.acquire().unwrap();
+    unchecked.release().unwrap();
+    let fresh = dir.path().join("fresh");
+    fs::write(&fresh, "").unwrap();
+    fs::rename(&fresh, &path).unwrap();
+    unchecked.acquire().unwrap();
+    // It holds the old, unlinked file, so the path's file is free.
+    assert_free(&path, Mode::Exclusive);
+    unchecked.release().unwrap();
+    // With the check (the default), the handle follows the path.
+    let checked = lock_file(&path);
+    checked.acquire().unwrap();
+    checked.release().unwrap();
+    fs::write(&fresh, "").unwrap();
+    fs::rename(&fresh, &path).unwrap();
+    checked.acquire().unwrap();
+    assert_busy(&path, Mode::Exclusive);
+}
