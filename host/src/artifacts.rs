@@ -14,7 +14,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
 
@@ -60,29 +59,31 @@ impl Cache {
 
     /// The plugin compiled for `engine`: mapped from the cache when it is
     /// there, else compiled and stored for the next run.
-    pub(crate) fn load(
-        &self,
-        engine: &Engine,
-        plugin: &Path,
-        bytes: &[u8],
-    ) -> anyhow::Result<Component> {
-        let entry = self.dir.join(format!("{}.cwasm", key(engine, bytes)));
-        if entry.exists() {
+    pub(crate) fn load(&self, engine: &Engine, plugin: &Path) -> anyhow::Result<Component> {
+        // Hash the file as a stream: on a hit its bytes are never needed.
+        let entry = |key: String| self.dir.join(format!("{key}.cwasm"));
+        let hashed = hash_file(engine, plugin)
+            .with_context(|| format!("cannot read {}", plugin.display()))?;
+        let cached = entry(hashed);
+        if cached.exists() {
             // SAFETY: the entry is in our own cache directory, which only we
             // (and the owner of the directory) write, under a name derived
             // from the plugin's content and this engine's configuration, and
             // wasmtime checks that it was made by this version and settings.
-            match unsafe { Component::deserialize_file(engine, &entry) } {
+            match unsafe { Component::deserialize_file(engine, &cached) } {
                 Ok(component) => {
-                    tracing::debug!(?entry, "loaded the plugin from the cache");
+                    tracing::debug!(entry = ?cached, "loaded the plugin from the cache");
                     return Ok(component);
                 }
                 Err(e) => {
-                    tracing::debug!(?entry, error = %e, "unusable cache entry; recompiling");
+                    tracing::debug!(entry = ?cached, error = %e, "unusable cache entry; recompiling");
                 }
             }
         }
-        let component = compile(engine, plugin, bytes)?;
+        let bytes = read(plugin)?;
+        let component = compile(engine, plugin, &bytes)?;
+        // Named by the bytes compiled, in case the file changed meanwhile.
+        let entry = entry(key(engine, &bytes));
         match component.serialize() {
             Ok(serialized) => {
                 if let Err(e) = write_atomically(&entry, &serialized) {
@@ -94,6 +95,22 @@ impl Cache {
             Err(e) => tracing::debug!(error = %e, "could not serialize the plugin"),
         }
         Ok(component)
+    }
+}
+
+/// The cache key of the file at `path`, hashed as it is read.
+fn hash_file(engine: &Engine, path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut key = Key::new(engine);
+    let mut buffer = vec![0; 256 * 1024];
+    loop {
+        match file.read(&mut buffer)? {
+            0 => return Ok(key.finish()),
+            n => {
+                key.0.update(&buffer[..n]);
+            }
+        }
     }
 }
 
@@ -111,28 +128,42 @@ fn untrusted(dir: &Path) -> Option<&'static str> {
     None
 }
 
-/// The cache key: a SHA-256 of the plugin's bytes and everything about the
-/// engine that compiled code depends on (wasmtime's version, target and
-/// settings, as wasmtime itself defines them).
+/// The cache key of `bytes`.
 fn key(engine: &Engine, bytes: &[u8]) -> String {
-    /// Feeds what a `Hash` impl writes into a SHA-256.
-    struct Sha(Sha256);
-    impl Hasher for Sha {
-        fn write(&mut self, bytes: &[u8]) {
-            self.0.update(bytes);
+    let mut key = Key::new(engine);
+    key.0.update(bytes);
+    key.finish()
+}
+
+/// A cache key being computed: a BLAKE3 digest of everything about the engine that
+/// compiled code depends on (wasmtime's version, target and settings, as
+/// wasmtime itself defines them), then of the plugin's bytes.
+struct Key(blake3::Hasher);
+
+impl Key {
+    fn new(engine: &Engine) -> Self {
+        /// Feeds what a `Hash` impl writes into the digest.
+        struct Feed<'a>(&'a mut blake3::Hasher);
+        impl Hasher for Feed<'_> {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+            fn finish(&self) -> u64 {
+                unreachable!("only the digest is used")
+            }
         }
-        fn finish(&self) -> u64 {
-            unreachable!("only the digest is used")
-        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(CACHE_FORMAT.as_bytes());
+        hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+        engine
+            .precompile_compatibility_hash()
+            .hash(&mut Feed(&mut hasher));
+        Self(hasher)
     }
-    let mut sha = Sha(Sha256::new());
-    sha.write(CACHE_FORMAT.as_bytes());
-    sha.write(env!("CARGO_PKG_VERSION").as_bytes());
-    engine.precompile_compatibility_hash().hash(&mut sha);
-    sha.write(&(bytes.len() as u64).to_le_bytes());
-    sha.write(bytes);
-    let digest = sha.0.finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+
+    fn finish(self) -> String {
+        self.0.finalize().to_hex().to_string()
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that a
@@ -153,29 +184,40 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
 
 /// What a plugin file holds, judged by its first bytes.
 pub(crate) enum Kind {
-    /// A WebAssembly component or module, to be compiled.
-    Wasm(Vec<u8>),
+    /// A WebAssembly component, to be compiled.
+    Wasm,
     /// An ELF image: presumably a precompiled artifact.
     Precompiled,
 }
 
-/// Reads the plugin and tells a WebAssembly binary from a precompiled one.
-pub(crate) fn read(plugin: &Path) -> anyhow::Result<Kind> {
-    let bytes = fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))?;
-    if bytes.starts_with(ELF_MAGIC) {
+/// Tells a WebAssembly component from a precompiled artifact by the file's
+/// first bytes (without reading the rest, which may be tens of megabytes).
+pub(crate) fn kind(plugin: &Path) -> anyhow::Result<Kind> {
+    use std::io::Read;
+    let cannot_read = || format!("cannot read {}", plugin.display());
+    let mut header = Vec::with_capacity(8);
+    fs::File::open(plugin)
+        .and_then(|f| f.take(8).read_to_end(&mut header))
+        .with_context(cannot_read)?;
+    if header.starts_with(ELF_MAGIC) {
         return Ok(Kind::Precompiled);
     }
-    if bytes.len() < 8 || !bytes.starts_with(WASM_MAGIC) {
+    if header.len() < 8 || !header.starts_with(WASM_MAGIC) {
         bail!("{} is not a WebAssembly file", plugin.display());
     }
-    if bytes[4..8] == [1, 0, 0, 0] {
+    if header[4..8] == [1, 0, 0, 0] {
         bail!(
             "{} is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
              or wrap it with `wasm-tools component new`",
             plugin.display()
         );
     }
-    Ok(Kind::Wasm(bytes))
+    Ok(Kind::Wasm)
+}
+
+/// Reads a whole plugin file.
+pub(crate) fn read(plugin: &Path) -> anyhow::Result<Vec<u8>> {
+    fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))
 }
 
 /// Compiles a component, with a one-line reason when it is not valid.

@@ -199,8 +199,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|(p, rest)| (PathBuf::from(p), rest))
         .context("no plugin given")?;
     let fuel = args.fuel.is_some();
+    let started = Instant::now();
     let engine = engine(fuel)?;
     let component = load(&engine, &plugin, &args, fuel)?;
+    tracing::debug!(load_us = started.elapsed().as_micros(), "plugin loaded");
 
     let mut linker = Linker::<State>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -279,10 +281,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         start_timer(engine.clone(), timeout);
     }
 
+    tracing::debug!(
+        ready_us = started.elapsed().as_micros(),
+        "linked; instantiating"
+    );
     // From here on the plugin runs: its failures have their own exit codes.
-    let outcome = command
-        .instantiate(&mut store)
-        .and_then(|c| c.wasi_cli_run().call_run(&mut store));
+    let outcome = command.instantiate(&mut store).and_then(|c| {
+        tracing::debug!(
+            instantiated_us = started.elapsed().as_micros(),
+            "instantiated"
+        );
+        c.wasi_cli_run().call_run(&mut store)
+    });
+    tracing::debug!(ended_us = started.elapsed().as_micros(), "plugin ended");
     if args.stats {
         let s = store.data().locket.stats();
         eprintln!(
@@ -339,7 +350,7 @@ fn engine(fuel: bool) -> anyhow::Result<Engine> {
 /// Loads the plugin: a precompiled artifact if allowed, else compiled, through
 /// the cache unless `--no-cache`.
 fn load(engine: &Engine, plugin: &Path, args: &RunArgs, fuel: bool) -> anyhow::Result<Component> {
-    match artifacts::read(plugin)? {
+    match artifacts::kind(plugin)? {
         artifacts::Kind::Precompiled if args.allow_precompiled => {
             let hint = format!(
                 "locket-host compile{} PLUGIN.wasm -o {}",
@@ -353,22 +364,22 @@ fn load(engine: &Engine, plugin: &Path, args: &RunArgs, fuel: bool) -> anyhow::R
              --allow-precompiled, since its native code is trusted, not checked",
             plugin.display()
         ),
-        artifacts::Kind::Wasm(bytes) => match (args.no_cache, artifacts::Cache::open()) {
-            (false, Some(cache)) => cache.load(engine, plugin, &bytes),
-            _ => artifacts::compile(engine, plugin, &bytes),
+        artifacts::Kind::Wasm => match (args.no_cache, artifacts::Cache::open()) {
+            (false, Some(cache)) => cache.load(engine, plugin),
+            _ => artifacts::compile(engine, plugin, &artifacts::read(plugin)?),
         },
     }
 }
 
 /// `locket-host compile`: writes the plugin's precompiled artifact.
 fn compile(args: &CompileArgs) -> anyhow::Result<()> {
-    let bytes = match artifacts::read(&args.plugin)? {
-        artifacts::Kind::Wasm(bytes) => bytes,
-        artifacts::Kind::Precompiled => anyhow::bail!(
+    if let artifacts::Kind::Precompiled = artifacts::kind(&args.plugin)? {
+        anyhow::bail!(
             "{} is already a precompiled artifact",
             args.plugin.display()
-        ),
-    };
+        );
+    }
+    let bytes = artifacts::read(&args.plugin)?;
     let engine = engine(args.fuel)?;
     let component = artifacts::compile(&engine, &args.plugin, &bytes)?;
     let serialized = component.serialize().map_err(anyhow::Error::from)?;
