@@ -353,7 +353,16 @@ impl Opener for GrantOpener {
     }
 
     fn identify(&self) -> io::Result<Option<FileId>> {
-        match self.dir.metadata(&self.relative) {
+        // Every acquire calls this once it holds the lock, so it is on the
+        // hand-off path. Without following the last component, cap-std can
+        // stat a name in the granted directory in one `fstatat`; only when
+        // that name is a symlink do we need the full (following) resolution.
+        let meta = match self.dir.symlink_metadata(&self.relative) {
+            Ok(meta) if !meta.file_type().is_symlink() => Ok(meta),
+            Ok(_) => self.dir.metadata(&self.relative),
+            Err(e) => Err(e),
+        };
+        match meta {
             Ok(meta) => Ok(Some(FileId::from_dev_ino(meta.dev(), meta.ino()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
