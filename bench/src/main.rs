@@ -84,6 +84,7 @@ fn main() -> anyhow::Result<()> {
     let instances: &[usize] = if smoke { &[1, 4] } else { &[1, 16, 64] };
     memory(dir.path(), instances, &mut report)?;
     timeout_accuracy(&dir.path().join("timeout.lock"), &mut report)?;
+    targets(&mut report)?;
     print!("{report}");
     if let Some(out) = out {
         std::fs::write(&out, &report).with_context(|| format!("writing {out}"))?;
@@ -196,6 +197,12 @@ fn uncontended(dir: &Path, rounds: usize, report: &mut String) -> anyhow::Result
             m / floor,
             m / native
         )?;
+        match *name {
+            "`locket`, no timeout" => record("locket/raw", m / floor),
+            "`locket`, replaced-file check off" => record("unchecked/raw", m / floor),
+            "guest in `locket-host`" => record("guest/locket", m / native),
+            _ => {}
+        }
     }
     for (kind, s) in py_kinds.iter().zip(py_samples.iter_mut()) {
         let m = median(s);
@@ -300,7 +307,7 @@ fn startup(dir: &Path, report: &mut String) -> anyhow::Result<()> {
     writeln!(report, "| cold (`--no-cache`) | {cold_ms:.1} | 1.00× |")?;
     writeln!(
         report,
-        "| warm (compilation cache) | {warm_ms:.1} | {:.2}× |",
+        "| cached (precompiled, mapped from the cache) | {warm_ms:.1} | {:.2}× |",
         warm_ms / cold_ms
     )?;
     writeln!(report)?;
@@ -603,6 +610,16 @@ fn handoff(
         let mut s = latencies.clone();
         let m = median(&mut s);
         let versus = py_timeout.map_or_else(|| "—".to_owned(), |p| format!("{:.0}×", p / m));
+        let p99 = percentile(&mut s, 0.99);
+        if !kind.is_python() {
+            record_max("p99 ours", p99);
+            if let Some(p) = py_timeout {
+                record_min("py timeout/ours", p / m);
+            }
+        }
+        if *kind == Kind::GuestTimeout {
+            record("guest timeout/raw", m / floor);
+        }
         writeln!(
             report,
             "| {} | {m:.0} | {:.0} | {:.0} | {:.2}× | {versus} |",
@@ -688,6 +705,10 @@ fn throughput(dir: &Path, sizes: &[usize], ms: u64, report: &mut String) -> anyh
                 ops / floor,
                 total - stored
             )?;
+            if n == 8 && kinds == &[Kind::Guest, Kind::Locket] {
+                record("throughput 8", ops / floor);
+            }
+            record_max("lost", total - stored);
         }
     }
     writeln!(report)?;
@@ -876,6 +897,12 @@ fn large_startup(dir: &Path, tries: usize, report: &mut String) -> anyhow::Resul
     ] {
         let m = median(s);
         writeln!(report, "| {label} | {m:.1} | {:.3}× |", m / cold_ms)?;
+        if label.starts_with("cached") {
+            record("large cached/cold", m / cold_ms);
+            record("large cached ms", m);
+        } else {
+            record("large precompiled ms", m);
+        }
     }
     writeln!(report)?;
     Ok(())
@@ -1064,6 +1091,145 @@ fn cdf_svg(results: &[(Kind, Vec<f64>)]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Figures the targets table needs, recorded by the sections as they go.
+static FIGURES: std::sync::Mutex<std::collections::BTreeMap<&'static str, f64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn record(name: &'static str, value: f64) {
+    FIGURES.lock().unwrap().insert(name, value);
+}
+
+fn record_max(name: &'static str, value: f64) {
+    let mut figures = FIGURES.lock().unwrap();
+    let slot = figures.entry(name).or_insert(value);
+    *slot = slot.max(value);
+}
+
+fn record_min(name: &'static str, value: f64) {
+    let mut figures = FIGURES.lock().unwrap();
+    let slot = figures.entry(name).or_insert(value);
+    *slot = slot.min(value);
+}
+
+/// The performance targets of issue 5, against this run's figures.
+fn targets(report: &mut String) -> anyhow::Result<()> {
+    let figures = FIGURES.lock().unwrap().clone();
+    writeln!(report, "## Targets\n")?;
+    writeln!(
+        report,
+        "| measure | target | this run | met |\n|---|---|---:|:---:|"
+    )?;
+    let rows: [(&str, &str, &str, bool, &str); 10] = [
+        (
+            "guest uncontended acquire+release vs `locket`",
+            "≤ 3×",
+            "guest/locket",
+            true,
+            "×",
+        ),
+        (
+            "`locket` uncontended vs raw `flock` (replaced-file check on, the default)",
+            "≤ 1.5×",
+            "locket/raw",
+            true,
+            "×",
+        ),
+        (
+            "`locket` uncontended vs raw `flock`, check off",
+            "≤ 1.5×",
+            "unchecked/raw",
+            true,
+            "×",
+        ),
+        (
+            "hand-off median, guest with a timeout vs raw blocking `flock`",
+            "≤ 2×",
+            "guest timeout/raw",
+            true,
+            "×",
+        ),
+        (
+            "hand-off p99, worst of our waiters",
+            "≤ 2000 µs",
+            "p99 ours",
+            true,
+            " µs",
+        ),
+        (
+            "hand-off median, locket.py (timeout 5 s) vs our slowest",
+            "≥ 20×",
+            "py timeout/ours",
+            false,
+            "×",
+        ),
+        (
+            "throughput, 8 of our kinds vs 8 raw `flock`",
+            "≥ 0.7×",
+            "throughput 8",
+            false,
+            "×",
+        ),
+        (
+            "large plugin start-up, cached vs cold",
+            "≤ 0.1×",
+            "large cached/cold",
+            true,
+            "×",
+        ),
+        (
+            "large plugin warm start (cache), whole process",
+            "≤ 20 ms",
+            "large cached ms",
+            true,
+            " ms",
+        ),
+        (
+            "large plugin start (precompiled), whole process",
+            "≤ 20 ms",
+            "large precompiled ms",
+            true,
+            " ms",
+        ),
+    ];
+    let limit = |target: &str| -> f64 {
+        target
+            .trim_start_matches(['≤', '≥', ' '])
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    for (measure, target, key, at_most, unit) in rows {
+        let Some(&value) = figures.get(key) else {
+            writeln!(report, "| {measure} | {target} | not measured | — |")?;
+            continue;
+        };
+        let met = if at_most {
+            value <= limit(target)
+        } else {
+            value >= limit(target)
+        };
+        let shown = if unit == "×" {
+            format!("{value:.2}×")
+        } else {
+            format!("{value:.1}{unit}")
+        };
+        writeln!(
+            report,
+            "| {measure} | {target} | {shown} | {} |",
+            if met { "yes" } else { "no" }
+        )?;
+    }
+    let lost = figures.get("lost").copied().unwrap_or(0.0);
+    writeln!(
+        report,
+        "| lost updates, all throughput runs | 0 | {lost:.0} | {} |",
+        if lost == 0.0 { "yes" } else { "no" }
+    )?;
+    writeln!(report)?;
+    Ok(())
 }
 
 fn now_ns() -> u128 {

@@ -27,6 +27,7 @@ fn a_smoke_run_reports_every_section_and_loses_no_update() {
         "## Large plugin start-up",
         "## Memory",
         "## Timeout accuracy",
+        "## Targets",
     ] {
         assert!(
             report.contains(section),
