@@ -5,8 +5,10 @@
 //! `Component::deserialize_file` maps into memory, copy-on-write, so a large
 //! plugin starts in milliseconds instead of seconds. Loading one runs its
 //! native code, so it must come from a place we trust: our own cache
-//! directory (never one that every user may write to), or a file the user
-//! names together with `--allow-precompiled`.
+//! directory (owned by us and writable by nobody else), or a file the user
+//! names together with `--allow-precompiled`. A mapped artifact must also not
+//! change while it is loaded, which is why entries are only ever written
+//! whole, under a fresh name, and renamed into place.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -43,7 +45,11 @@ impl Cache {
             },
         };
         let dir = std::path::absolute(&dir).ok()?;
-        if let Err(e) = fs::create_dir_all(&dir) {
+        let mut create = fs::DirBuilder::new();
+        create.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+        if let Err(e) = create.create(&dir) {
             tracing::debug!(?dir, error = %e, "no compilation cache");
             return None;
         }
@@ -59,17 +65,17 @@ impl Cache {
 
     /// The plugin compiled for `engine`: mapped from the cache when it is
     /// there, else compiled and stored for the next run.
-    pub(crate) fn load(&self, engine: &Engine, plugin: &Path) -> anyhow::Result<Component> {
+    pub(crate) fn load(&self, engine: &Engine, plugin: &Plugin) -> anyhow::Result<Component> {
         // Hash the file as a stream: on a hit its bytes are never needed.
         let entry = |key: String| self.dir.join(format!("{key}.cwasm"));
-        let hashed = hash_file(engine, plugin)
-            .with_context(|| format!("cannot read {}", plugin.display()))?;
-        let cached = entry(hashed);
-        if cached.exists() {
-            // SAFETY: the entry is in our own cache directory, which only we
-            // (and the owner of the directory) write, under a name derived
-            // from the plugin's content and this engine's configuration, and
-            // wasmtime checks that it was made by this version and settings.
+        let cached = entry(plugin.hash(engine)?);
+        if trusted_entry(&cached) {
+            // SAFETY: wasmtime requires the artifact to be one it made, and to
+            // stay unchanged while loaded. The entry is a regular file of ours
+            // in a directory only we may write to (see `untrusted`), named by
+            // the plugin's content and this engine's settings (which wasmtime
+            // checks again), and entries are only replaced whole, by rename,
+            // so a mapped one never changes under us.
             match unsafe { Component::deserialize_file(engine, &cached) } {
                 Ok(component) => {
                     tracing::debug!(entry = ?cached, "loaded the plugin from the cache");
@@ -80,8 +86,8 @@ impl Cache {
                 }
             }
         }
-        let bytes = read(plugin)?;
-        let component = compile(engine, plugin, &bytes)?;
+        let bytes = plugin.bytes()?;
+        let component = compile(engine, &plugin.path, &bytes)?;
         // Named by the bytes compiled, in case the file changed meanwhile.
         let entry = entry(key(engine, &bytes));
         match component.serialize() {
@@ -98,33 +104,45 @@ impl Cache {
     }
 }
 
-/// The cache key of the file at `path`, hashed as it is read.
-fn hash_file(engine: &Engine, path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut file = fs::File::open(path)?;
-    let mut key = Key::new(engine);
-    let mut buffer = vec![0; 256 * 1024];
-    loop {
-        match file.read(&mut buffer)? {
-            0 => return Ok(key.finish()),
-            n => {
-                key.0.update(&buffer[..n]);
-            }
-        }
-    }
-}
-
-/// Why code in `dir` cannot be trusted, if it cannot.
-fn untrusted(dir: &Path) -> Option<&'static str> {
+/// Whether `entry` is there and is a regular file we own (not a symlink).
+fn trusted_entry(entry: &Path) -> bool {
+    let Ok(meta) = fs::symlink_metadata(entry) else {
+        return false;
+    };
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir).ok()?.permissions().mode();
-        if mode & 0o002 != 0 {
-            return Some("every user may write to it");
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != effective_uid() {
+            return false;
         }
     }
-    let _ = dir;
+    meta.file_type().is_file()
+}
+
+#[cfg(unix)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Why code in `dir` cannot be trusted, if it cannot: unless we own it and
+/// nobody else may write to it, someone else could plant native code in it.
+fn untrusted(dir: &Path) -> Option<String> {
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) => return Some(format!("cannot check it: {e}")),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != effective_uid() {
+            return Some("another user owns it".to_owned());
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Some("other users may write to it".to_owned());
+        }
+    }
+    let _ = meta;
     None
 }
 
@@ -166,20 +184,22 @@ impl Key {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so that a
-/// reader never sees a half-written artifact.
+/// Writes `bytes` to `path` through a new temporary file (a random name,
+/// created exclusively) and a rename, so that a reader never sees, or maps, a
+/// half-written artifact.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = fs::File::create(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    let renamed = written.and_then(|()| fs::rename(&temporary, path));
-    if renamed.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    renamed
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".locket-host-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// What a plugin file holds, judged by its first bytes.
@@ -190,34 +210,102 @@ pub(crate) enum Kind {
     Precompiled,
 }
 
-/// Tells a WebAssembly component from a precompiled artifact by the file's
-/// first bytes (without reading the rest, which may be tens of megabytes).
-pub(crate) fn kind(plugin: &Path) -> anyhow::Result<Kind> {
-    use std::io::Read;
-    let cannot_read = || format!("cannot read {}", plugin.display());
-    let mut header = Vec::with_capacity(8);
-    fs::File::open(plugin)
-        .and_then(|f| f.take(8).read_to_end(&mut header))
-        .with_context(cannot_read)?;
-    if header.starts_with(ELF_MAGIC) {
-        return Ok(Kind::Precompiled);
-    }
-    if header.len() < 8 || !header.starts_with(WASM_MAGIC) {
-        bail!("{} is not a WebAssembly file", plugin.display());
-    }
-    if header[4..8] == [1, 0, 0, 0] {
-        bail!(
-            "{} is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
-             or wrap it with `wasm-tools component new`",
-            plugin.display()
-        );
-    }
-    Ok(Kind::Wasm)
+/// A plugin file, opened once: its kind is known from its first bytes, and
+/// the rest is read only if needed.
+pub(crate) struct Plugin {
+    pub(crate) path: PathBuf,
+    pub(crate) kind: Kind,
+    file: fs::File,
 }
 
-/// Reads a whole plugin file.
-pub(crate) fn read(plugin: &Path) -> anyhow::Result<Vec<u8>> {
-    fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))
+impl Plugin {
+    /// Opens the plugin and tells a WebAssembly component from a precompiled
+    /// artifact by its first bytes (without reading the rest, which may be
+    /// tens of megabytes). Only regular files are accepted: a FIFO or a
+    /// device could block, or be read only once.
+    pub(crate) fn open(path: &Path) -> anyhow::Result<Self> {
+        let shown = path.display();
+        let mut options = fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let file = options
+            .open(path)
+            .with_context(|| format!("cannot read {shown}"))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot read {shown}"))?;
+        if meta.is_dir() {
+            bail!("{shown} is a directory, not a plugin file");
+        }
+        if !meta.is_file() {
+            bail!("{shown} is not a regular file; pass a plugin file, not a pipe or device");
+        }
+        let mut header = [0; 8];
+        let got = read_at(&file, &mut header, 0).with_context(|| format!("cannot read {shown}"))?;
+        let header = &header[..got];
+        let kind = if header.starts_with(ELF_MAGIC) {
+            Kind::Precompiled
+        } else if header.len() < 8 || !header.starts_with(WASM_MAGIC) {
+            bail!("{shown} is not a WebAssembly file");
+        } else if header[4..8] == [1, 0, 0, 0] {
+            bail!(
+                "{shown} is a core WebAssembly module, not a component; build it for \
+                 wasm32-wasip2 or wrap it with `wasm-tools component new`"
+            );
+        } else {
+            Kind::Wasm
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            kind,
+            file,
+        })
+    }
+
+    /// The whole file.
+    pub(crate) fn bytes(&self) -> anyhow::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let mut chunk = vec![0; 256 * 1024];
+        loop {
+            let n = read_at(&self.file, &mut chunk, bytes.len() as u64)
+                .with_context(|| format!("cannot read {}", self.path.display()))?;
+            if n == 0 {
+                return Ok(bytes);
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The cache key of the file's content for `engine`, hashed as it is read.
+    fn hash(&self, engine: &Engine) -> anyhow::Result<String> {
+        let mut key = Key::new(engine);
+        let mut chunk = vec![0; 256 * 1024];
+        let mut offset = 0;
+        loop {
+            let n = read_at(&self.file, &mut chunk, offset)
+                .with_context(|| format!("cannot read {}", self.path.display()))?;
+            if n == 0 {
+                return Ok(key.finish());
+            }
+            key.0.update(&chunk[..n]);
+            offset += n as u64;
+        }
+    }
+}
+
+/// Reads at `offset`, retrying interruptions.
+fn read_at(file: &fs::File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    loop {
+        #[cfg(unix)]
+        let result = std::os::unix::fs::FileExt::read_at(file, buffer, offset);
+        #[cfg(windows)]
+        let result = std::os::windows::fs::FileExt::seek_read(file, buffer, offset);
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Compiles a component, with a one-line reason when it is not valid.
@@ -244,17 +332,20 @@ pub(crate) fn load_precompiled(
         Ok(Some(Precompiled::Module)) => {
             bail!("{shown} is a precompiled core module, not a component")
         }
-        Ok(None) | Err(_) => {
+        Ok(None) => {
             bail!("{shown} is not a precompiled component made by `locket-host compile`")
         }
+        Err(e) => bail!("cannot read {shown}: {}", e.root_cause()),
     }
-    // SAFETY: the user passed --allow-precompiled, declaring the file trusted,
-    // as `wasmtime run --allow-precompiled` does; wasmtime refuses an
-    // artifact made by another version or with other settings.
+    // SAFETY: wasmtime requires the artifact to be one it made, and to stay
+    // unchanged while loaded. The user passed --allow-precompiled, declaring
+    // the file trusted and left alone while it runs (as `wasmtime run
+    // --allow-precompiled` does); wasmtime itself refuses artifacts made by
+    // another version or with other settings.
     unsafe { Component::deserialize_file(engine, plugin) }.map_err(|e| {
         anyhow!(
-            "{shown} cannot be loaded: it was compiled by a different build of locket-host or \
-             with different options ({}); recompile it with `{recompile_hint}`",
+            "{shown} cannot be loaded ({}); if it was compiled by another build of locket-host \
+             or with other options, recompile it with `{recompile_hint}`",
             e.root_cause()
         )
     })

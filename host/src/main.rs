@@ -117,7 +117,8 @@ struct RunArgs {
 
     /// Run a precompiled artifact made by `locket-host compile`. It is
     /// native code that is trusted, not checked, so only pass this for
-    /// files you made yourself or trust as you would a program.
+    /// files you made yourself or trust as you would a program, and do not
+    /// change the file while it runs.
     #[arg(long)]
     allow_precompiled: bool,
 
@@ -361,7 +362,8 @@ fn engine(fuel: bool) -> anyhow::Result<Engine> {
 /// Loads the plugin: a precompiled artifact if allowed, else compiled, through
 /// the cache unless `--no-cache`.
 fn load(engine: &Engine, plugin: &Path, args: &RunArgs, fuel: bool) -> anyhow::Result<Component> {
-    match artifacts::kind(plugin)? {
+    let file = artifacts::Plugin::open(plugin)?;
+    match file.kind {
         artifacts::Kind::Precompiled if args.allow_precompiled => {
             let hint = format!(
                 "locket-host compile{} PLUGIN.wasm -o {}",
@@ -375,22 +377,30 @@ fn load(engine: &Engine, plugin: &Path, args: &RunArgs, fuel: bool) -> anyhow::R
              --allow-precompiled, since its native code is trusted, not checked",
             plugin.display()
         ),
-        artifacts::Kind::Wasm => match (args.no_cache, artifacts::Cache::open()) {
-            (false, Some(cache)) => cache.load(engine, plugin),
-            _ => artifacts::compile(engine, plugin, &artifacts::read(plugin)?),
-        },
+        artifacts::Kind::Wasm => {
+            let cache = if args.no_cache {
+                None
+            } else {
+                artifacts::Cache::open()
+            };
+            match cache {
+                Some(cache) => cache.load(engine, &file),
+                None => artifacts::compile(engine, plugin, &file.bytes()?),
+            }
+        }
     }
 }
 
 /// `locket-host compile`: writes the plugin's precompiled artifact.
 fn compile(args: &CompileArgs) -> anyhow::Result<()> {
-    if let artifacts::Kind::Precompiled = artifacts::kind(&args.plugin)? {
+    let file = artifacts::Plugin::open(&args.plugin)?;
+    if let artifacts::Kind::Precompiled = file.kind {
         anyhow::bail!(
             "{} is already a precompiled artifact",
             args.plugin.display()
         );
     }
-    let bytes = artifacts::read(&args.plugin)?;
+    let bytes = file.bytes()?;
     let engine = engine(args.fuel)?;
     let component = artifacts::compile(&engine, &args.plugin, &bytes)?;
     let serialized = component.serialize().map_err(anyhow::Error::from)?;

@@ -42,7 +42,7 @@ fn bad_plugin_files_exit_2_with_one_line() {
             d.join("missing.wasm").to_str().unwrap().to_owned(),
             "cannot read",
         ),
-        (d.to_str().unwrap().to_owned(), "cannot read"),
+        (d.to_str().unwrap().to_owned(), "is a directory"),
         (write(d, "empty.wasm", b""), "not a WebAssembly file"),
         (
             write(d, "random.wasm", &[0x5a; 1000]),
@@ -319,12 +319,7 @@ fn precompiled_plugins_run_only_when_allowed_and_matching() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let fueled = fueled.to_str().unwrap();
     let out = run(&[&grant, "--allow-precompiled"], fueled, &[]);
-    assert_load_error(&out, "different options");
-    assert!(
-        stderr(&out).contains("locket-host compile PLUGIN.wasm"),
-        "{}",
-        stderr(&out)
-    );
+    assert_load_error(&out, "recompile it with `locket-host compile PLUGIN.wasm");
     let out = run(
         &[&grant, "--allow-precompiled", "--fuel", "1000000000"],
         fueled,
@@ -337,7 +332,7 @@ fn precompiled_plugins_run_only_when_allowed_and_matching() {
         artifact_arg,
         &[],
     );
-    assert_load_error(&out, "different options");
+    assert_load_error(&out, "recompile it with `locket-host compile --fuel");
 
     // Damaged or foreign artifacts are refused.
     let truncated = write(d, "truncated.cwasm", &bytes[..bytes.len() / 2]);
@@ -354,10 +349,17 @@ fn precompiled_plugins_run_only_when_allowed_and_matching() {
     assert!(!d.join("junk.cwasm").exists());
     let out = compile(&[], artifact_arg, &d.join("again.cwasm"));
     assert_load_error(&out, "already a precompiled artifact");
+
+    // A pipe or a directory is refused at once, never waited on.
+    let fifo = d.join("plugin.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let out = run(&[&grant], fifo.to_str().unwrap(), &[]);
+    assert_load_error(&out, "not a regular file");
 }
 
 /// The run cache holds precompiled artifacts keyed by the plugin: the second
-/// run maps it, a damaged entry is replaced, and a directory every user may
+/// run maps it, a damaged entry is replaced, and a directory other users may
 /// write to is not used.
 #[test]
 fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
@@ -421,10 +423,38 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
         let out = run_cached(open.path());
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         assert!(
-            stderr(&out).contains("every user may write to it"),
+            stderr(&out).contains("other users may write to it"),
             "{}",
             stderr(&out)
         );
         assert!(entries(open.path()).is_empty());
+        // Group-writable is refused too.
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+        let out = run_cached(open.path());
+        assert!(
+            stderr(&out).contains("other users may write to it"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(entries(open.path()).is_empty());
+
+        // An entry that is a symlink is never mapped: the plugin is compiled
+        // again and the symlink replaced by a regular file.
+        let elsewhere = cache.path().join("elsewhere.bin");
+        std::fs::rename(&cached[0], &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &cached[0]).unwrap();
+        let out = run_cached(cache.path());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("cached the compiled plugin"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            !std::fs::symlink_metadata(&cached[0])
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 }
