@@ -418,25 +418,19 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        // World- or group-writable directories are refused.
         let open = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let out = run_cached(open.path());
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains("other users may write to it"),
-            "{}",
-            stderr(&out)
-        );
-        assert!(entries(open.path()).is_empty());
-        // Group-writable is refused too.
-        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
-        let out = run_cached(open.path());
-        assert!(
-            stderr(&out).contains("other users may write to it"),
-            "{}",
-            stderr(&out)
-        );
-        assert!(entries(open.path()).is_empty());
+        for mode in [0o777, 0o770] {
+            std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let out = run_cached(open.path());
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains("other users may write to it"),
+                "{mode:o}: {err}"
+            );
+            assert!(entries(open.path()).is_empty());
+        }
 
         // An entry that is a symlink is never mapped: the plugin is compiled
         // again and the symlink replaced by a regular file.
