@@ -38,6 +38,29 @@ impl Rng {
     }
 }
 
+/// Waits until the number in `counter` changes, which shows that the plugin
+/// has started taking and releasing the lock.
+fn wait_until_counting(counter: &Path, plugin: &mut std::process::Child) {
+    let read = || {
+        std::fs::read_to_string(counter)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    let before = read();
+    let started = std::time::Instant::now();
+    while read() == before || read().is_none() {
+        assert!(
+            plugin.try_wait().unwrap().is_none(),
+            "the counter plugin ended before it counted"
+        );
+        assert!(
+            started.elapsed() < PROMPT,
+            "the counter plugin never counted"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_sigkilled_host_never_leaves_its_plugins_lock_held() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +78,9 @@ fn a_sigkilled_host_never_leaves_its_plugins_lock_held() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.below(60)));
+        // Once the plugin is counting, kill it at a random moment of its loop.
+        wait_until_counting(&dir.path().join("counter"), &mut plugin);
+        std::thread::sleep(Duration::from_millis(rng.below(20)));
         plugin.kill().unwrap();
         plugin.wait().unwrap();
         let line = waiter.ask("acquire 10000", "").unwrap();
