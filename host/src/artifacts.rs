@@ -266,29 +266,30 @@ impl Plugin {
     /// The whole file.
     pub(crate) fn bytes(&self) -> anyhow::Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        let mut chunk = vec![0; 256 * 1024];
-        loop {
-            let n = read_at(&self.file, &mut chunk, bytes.len() as u64)
-                .with_context(|| format!("cannot read {}", self.path.display()))?;
-            if n == 0 {
-                return Ok(bytes);
-            }
-            bytes.extend_from_slice(&chunk[..n]);
-        }
+        self.for_each_chunk(|chunk| bytes.extend_from_slice(chunk))?;
+        Ok(bytes)
     }
 
     /// The cache key of the file's content for `engine`, hashed as it is read.
     fn hash(&self, engine: &Engine) -> anyhow::Result<String> {
         let mut key = Key::new(engine);
+        self.for_each_chunk(|chunk| {
+            key.0.update(chunk);
+        })?;
+        Ok(key.finish())
+    }
+
+    /// Reads the file from the start, a chunk at a time.
+    fn for_each_chunk(&self, mut f: impl FnMut(&[u8])) -> anyhow::Result<()> {
         let mut chunk = vec![0; 256 * 1024];
         let mut offset = 0;
         loop {
             let n = read_at(&self.file, &mut chunk, offset)
                 .with_context(|| format!("cannot read {}", self.path.display()))?;
             if n == 0 {
-                return Ok(key.finish());
+                return Ok(());
             }
-            key.0.update(&chunk[..n]);
+            f(&chunk[..n]);
             offset += n as u64;
         }
     }
