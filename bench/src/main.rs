@@ -278,16 +278,7 @@ fn startup(dir: &Path, report: &mut String) -> anyhow::Result<()> {
     let size = std::fs::metadata(locket_tests::guests::LOCKER)?.len();
     let grant = format!("--dir={}::/data", dir.display());
     let cache = dir.join("cache");
-    let time = |args: &[&str]| -> anyhow::Result<f64> {
-        let t = Instant::now();
-        let status = locket_tests::host_command(args, locket_tests::guests::LOCKER, &[])
-            .env("LOCKET_CACHE_DIR", &cache)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "locket-host failed: {status}");
-        Ok(t.elapsed().as_secs_f64() * 1000.0)
-    };
+    let time = |args: &[&str]| time_run(args, locket_tests::guests::LOCKER, &[], &cache);
     time(&[&grant])?; // fills the cache
     let mut cold = Vec::new();
     let mut warm = Vec::new();
@@ -312,6 +303,24 @@ fn startup(dir: &Path, report: &mut String) -> anyhow::Result<()> {
     )?;
     writeln!(report)?;
     Ok(())
+}
+
+/// Milliseconds a whole `locket-host run` of `plugin` takes, with the cache
+/// in `cache` and no input or output.
+fn time_run(
+    host_args: &[&str],
+    plugin: &str,
+    plugin_args: &[&str],
+    cache: &Path,
+) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let status = locket_tests::host_command(host_args, plugin, plugin_args)
+        .env("LOCKET_CACHE_DIR", cache)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "locket-host failed: {status}");
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// How late a timed-out acquire returns, against a lock held elsewhere.
@@ -801,17 +810,9 @@ fn memory(dir: &Path, sizes: &[usize], report: &mut String) -> anyhow::Result<()
 
 /// Waits until the kernel shows `n` processes or threads blocked on `path`.
 fn wait_for_waiters(path: &Path, n: usize) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let inode = format!(":{}", std::fs::metadata(path)?.ino());
     let started = Instant::now();
     loop {
-        let waiting = std::fs::read_to_string("/proc/locks")?
-            .lines()
-            .filter(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                f.get(1) == Some(&"->") && f.get(6).is_some_and(|f| f.ends_with(&inode))
-            })
-            .count();
+        let waiting = locket_tests::lock_waiters(path)?;
         if waiting >= n {
             return Ok(());
         }
@@ -858,16 +859,7 @@ fn large_startup(dir: &Path, tries: usize, report: &mut String) -> anyhow::Resul
     anyhow::ensure!(status.success(), "locket-host compile failed");
     let plugin = plugin.display().to_string();
     let artifact = artifact.display().to_string();
-    let time = |args: &[&str], file: &str| -> anyhow::Result<f64> {
-        let t = Instant::now();
-        let status = locket_tests::host_command(args, file, &["/data/x.lock"])
-            .env("LOCKET_CACHE_DIR", &cache)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "locket-host failed: {status}");
-        Ok(t.elapsed().as_secs_f64() * 1000.0)
-    };
+    let time = |args: &[&str], file: &str| time_run(args, file, &["/data/x.lock"], &cache);
     time(&[&grant], &plugin)?; // fills the cache
     let (mut cold, mut cached, mut precompiled) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..tries.max(1) * 4 {

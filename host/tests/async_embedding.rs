@@ -7,40 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use locket::{LockError, Mode, lock_file};
-use locket_host::{Access, Grants, LocketCtx, LocketCtxView, LocketView};
+mod common;
+
+use common::State;
+use locket_host::{Access, Grants, LocketCtx};
 use locket_tests::guests;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// A generous upper bound for things that should happen at once.
 const PROMPT: Duration = Duration::from_secs(60);
-
-struct State {
-    wasi: WasiCtx,
-    locket: LocketCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl LocketView for State {
-    fn locket(&mut self) -> LocketCtxView<'_> {
-        LocketCtxView {
-            ctx: &mut self.locket,
-            table: &mut self.table,
-        }
-    }
-}
 
 struct Host {
     engine: Engine,
@@ -90,15 +69,7 @@ fn is_free(path: &Path) -> bool {
 
 /// Whether the kernel shows a process blocked on `path`'s lock.
 fn has_waiter(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let inode = format!(":{}", fs::metadata(path).unwrap().ino());
-    fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&"->") && fields.get(6).is_some_and(|f| f.ends_with(&inode))
-        })
+    locket_tests::lock_waiters(path).unwrap() > 0
 }
 
 /// Waits until the kernel shows a process blocked on `path`'s lock.

@@ -2,37 +2,16 @@
 
 use std::sync::Arc;
 
-use locket_host::{Access, Grants, LocketCtx, LocketCtxView, LocketView};
+mod common;
+
+use common::State;
+use locket_host::{Access, Grants, LocketCtx};
 use locket_tests::guests;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
-
-struct State {
-    wasi: WasiCtx,
-    locket: LocketCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl LocketView for State {
-    fn locket(&mut self) -> LocketCtxView<'_> {
-        LocketCtxView {
-            ctx: &mut self.locket,
-            table: &mut self.table,
-        }
-    }
-}
+use wasmtime_wasi::{I32Exit, WasiCtx};
 
 struct Host {
     engine: Engine,

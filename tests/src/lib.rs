@@ -255,6 +255,25 @@ pub fn host_exe() -> std::path::PathBuf {
     exe
 }
 
+/// How many processes or threads the kernel shows blocked waiting for the
+/// lock on `path` (the `->` lines of `/proc/locks` for its inode).
+///
+/// # Errors
+///
+/// If `path` or `/proc/locks` cannot be read.
+pub fn lock_waiters(path: &Path) -> std::io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = format!(":{}", std::fs::metadata(path)?.ino());
+    let locks = std::fs::read_to_string("/proc/locks")?;
+    Ok(locks
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"->") && fields.get(6).is_some_and(|f| f.ends_with(&inode))
+        })
+        .count())
+}
+
 /// A `locket-host run` command with `host_args` before the plugin and
 /// `plugin_args` after it. It uses a compilation cache shared by the tests,
 /// so that each plugin is compiled once per build.

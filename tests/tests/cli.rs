@@ -366,13 +366,17 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
     let dir = tempfile::tempdir().unwrap();
     let grant = format!("--dir={}::/data", dir.path().display());
     let cache = tempfile::tempdir().unwrap();
-    let run_cached = |cache: &Path| {
-        host_command(&[&grant], guests::LOCKER, &[])
+    // Runs the plugin with `cache`; it must succeed and log `said`.
+    let run_cached = |cache: &Path, said: &str| {
+        let out = host_command(&[&grant], guests::LOCKER, &[])
             .env("LOCKET_CACHE_DIR", cache)
             .env("RUST_LOG", "locket_host=debug")
             .stdin(Stdio::null())
             .output()
-            .unwrap()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(err.contains(said), "{said:?} not in {err}");
     };
     let entries = |cache: &Path| -> Vec<std::path::PathBuf> {
         std::fs::read_dir(cache)
@@ -380,13 +384,7 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
             .map(|e| e.unwrap().path())
             .collect()
     };
-    let out = run_cached(cache.path());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cached the compiled plugin"),
-        "{}",
-        stderr(&out)
-    );
+    run_cached(cache.path(), "cached the compiled plugin");
     let cached = entries(cache.path());
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(
@@ -394,22 +392,10 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
         "{cached:?}"
     );
 
-    let out = run_cached(cache.path());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("loaded the plugin from the cache"),
-        "{}",
-        stderr(&out)
-    );
+    run_cached(cache.path(), "loaded the plugin from the cache");
 
     std::fs::write(&cached[0], b"\x7fELF damaged").unwrap();
-    let out = run_cached(cache.path());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("unusable cache entry"),
-        "{}",
-        stderr(&out)
-    );
+    run_cached(cache.path(), "unusable cache entry");
     assert!(
         std::fs::read(&cached[0]).unwrap().len() > 1000,
         "not replaced"
@@ -422,13 +408,7 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
         let open = tempfile::tempdir().unwrap();
         for mode in [0o777, 0o770] {
             std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(mode)).unwrap();
-            let out = run_cached(open.path());
-            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-            let err = stderr(&out);
-            assert!(
-                err.contains("other users may write to it"),
-                "{mode:o}: {err}"
-            );
+            run_cached(open.path(), "other users may write to it");
             assert!(entries(open.path()).is_empty());
         }
 
@@ -437,13 +417,7 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
         let elsewhere = cache.path().join("elsewhere.bin");
         std::fs::rename(&cached[0], &elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &cached[0]).unwrap();
-        let out = run_cached(cache.path());
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains("cached the compiled plugin"),
-            "{}",
-            stderr(&out)
-        );
+        run_cached(cache.path(), "cached the compiled plugin");
         assert!(
             !std::fs::symlink_metadata(&cached[0])
                 .unwrap()

@@ -48,7 +48,11 @@ fn wait_until_counting(counter: &Path, plugin: &mut std::process::Child) {
     };
     let before = read();
     let started = std::time::Instant::now();
-    while read() == before || read().is_none() {
+    loop {
+        let now = read();
+        if now.is_some() && now != before {
+            return;
+        }
         assert!(
             plugin.try_wait().unwrap().is_none(),
             "the counter plugin ended before it counted"
