@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Splits hand-off latency into its kernel and user-space parts with perf
+# tracepoints, and writes bench/HANDOFF-TRACE.md. Needs root (system-wide
+# tracing); installs Debian's linux-perf if perf is missing. Not part of CI.
+# An optional argument sets the hand-offs per waiter kind (default 300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-300}
+if ! command -v perf >/dev/null 2>&1; then
+    echo "trace-handoff: installing linux-perf" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf
+fi
+scripts/prepare-tests.sh demo
+# locket-bench's build also builds the guest plugins (through locket-tests).
+cargo build --release --locked -q -p locket-host -p locket-bench --bins
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+perf record -q -a -m 8192 -o "$out/perf.data" \
+    -e sched:sched_switch,sched:sched_waking,raw_syscalls:sys_enter,raw_syscalls:sys_exit,exceptions:page_fault_user \
+    -- python3 bench/trace_handoff.py drive "$rounds" "$out"
+perf script --ns -i "$out/perf.data" -F comm,pid,tid,cpu,time,event,trace >"$out/script.txt" 2>/dev/null
+python3 bench/trace_handoff.py analyze "$out" >bench/HANDOFF-TRACE.md
+cat bench/HANDOFF-TRACE.md
