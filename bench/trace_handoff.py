@@ -18,6 +18,7 @@ own clock read, with the system calls, page faults and switches in between.
 import collections
 import fcntl
 import os
+import platform
 import re
 import statistics
 import subprocess
@@ -59,6 +60,8 @@ def drive(rounds, out):
         if line != "ready":
             sys.exit(f"{kind} said {line!r}")
         waiters[kind] = child
+    with open(os.path.join(out, "clock"), "w") as clock:
+        clock.write(f"{wall_minus_monotonic()}\n")
     go = {"guest": "handoff", "guest-timeout": "handoff 60000"}
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     with open(os.path.join(out, "pids"), "w") as pids:
@@ -78,10 +81,37 @@ def drive(rounds, out):
                 released = time.time_ns()
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 acquired = child.stdout.readline().split()[-1]
+                if not acquired.isdigit():
+                    sys.exit(f"{kind} said {acquired!r} instead of a time")
                 log.write(f"{kind} {released} {acquired}\n")
     for child in waiters.values():
         child.stdin.close()
         child.wait()
+
+
+def is_unlock(rest):
+    """Whether a sys_enter's text is flock(fd, LOCK_UN)."""
+    m = re.match(rf"NR {FLOCK} \((\w+), (\w+),", rest)
+    return bool(m) and int(m.group(2), 16) == LOCK_UN
+
+
+def check_machine():
+    if platform.machine() != "x86_64":
+        sys.exit("trace_handoff.py knows x86_64 system call numbers only")
+
+
+def wall_minus_monotonic():
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC in ns, from the tightest of many
+    back-to-back reads. perf records on CLOCK_MONOTONIC (`-k monotonic`), and
+    the two clocks differ only when the wall clock is stepped."""
+    best = None
+    for _ in range(1000):
+        before = time.monotonic_ns()
+        wall = time.time_ns()
+        after = time.monotonic_ns()
+        if best is None or after - before < best[0]:
+            best = (after - before, wall - (before + after) // 2)
+    return best[1]
 
 
 EVENT = re.compile(r"^\s*.*?\s+(\d+)/(\d+)\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(\S+):\s*(.*)$")
@@ -92,6 +122,9 @@ def analyze(out):
     holder = int(pids.pop("holder"))
     kind_of = {int(pid): kind for kind, pid in pids.items()}
     handoffs = [line.split() for line in open(os.path.join(out, "handoffs"))]
+    offset = int(open(os.path.join(out, "clock")).read())
+    if abs(wall_minus_monotonic() - offset) > 1000:
+        sys.exit("the wall clock was stepped since the trace; rerun it")
     events, process_of = [], {}
     for line in open(os.path.join(out, "script.txt")):
         m = EVENT.match(line)
@@ -104,56 +137,61 @@ def analyze(out):
         at = int(sec) * 1e6 + int(frac.ljust(9, "0")) / 1e3
         events.append((at, pid, tid, int(cpu), name, rest))
     events.sort(key=lambda e: e[0])
+    releases = [i for i, (_, pid, _, _, name, rest) in enumerate(events)
+                if pid == holder and name == "raw_syscalls:sys_enter" and is_unlock(rest)]
+    if len(releases) != len(handoffs):
+        sys.exit(f"perf saw {len(releases)} releases by the holder, but it made {len(handoffs)}: "
+                 "events were lost; rerun with fewer rounds")
     parts = collections.defaultdict(lambda: collections.defaultdict(list))
     calls_seen = collections.defaultdict(collections.Counter)
-    next_handoff = 0
-    for i, (t0, pid, _, _, name, rest) in enumerate(events):
-        if not (pid == holder and name == "raw_syscalls:sys_enter"
-                and rest.startswith(f"NR {FLOCK} ") and f", {LOCK_UN}," in rest):
-            continue
-        if next_handoff >= len(handoffs):
-            break
-        kind, released, acquired = handoffs[next_handoff]
-        next_handoff += 1
-        # The waiter's clock read, on perf's clock: the holder read the wall
-        # clock just before its LOCK_UN, which perf saw at t0.
-        t_acquired = t0 + (int(acquired) - int(released)) / 1e3
+    skipped = collections.Counter()
+    capped = collections.Counter()
+    for i, (kind, _released, acquired) in zip(releases, handoffs):
+        t0 = events[i][0]
+        # The waiter's wall-clock read, on perf's (monotonic) clock.
+        t_acquired = (int(acquired) - offset) / 1e3
+        if t_acquired < t0:
+            sys.exit(f"a {kind} waiter acquired before the release: the clocks do not line up")
         waiter = woken = running = returned = None
-        calls, pending = [], {}
+        calls, pending = [], None
         faults = switched_out = 0
-        for at, epid, etid, _, ename, erest in events[i + 1:]:
-            if at > t_acquired:
-                break
+        j = i + 1
+        while j < len(events) and events[j][0] <= t_acquired:
+            at, epid, etid, _, ename, erest = events[j]
+            j += 1
             if waiter is None:
-                if ename == "sched:sched_waking":
+                # sched_waking is recorded in the waker's context: the holder's.
+                if epid == holder and ename == "sched:sched_waking":
                     tid = int(re.search(r" pid=(\d+)", erest).group(1))
                     if kind_of.get(process_of.get(tid)) == kind:
                         waiter, woken = tid, at
             elif running is None:
                 if ename == "sched:sched_switch" and f"next_pid={waiter} " in erest:
                     running = at
+            elif etid != waiter:
+                continue
             elif returned is None:
-                if etid == waiter and ename == "raw_syscalls:sys_exit" and erest.startswith(f"NR {FLOCK} "):
+                if ename == "raw_syscalls:sys_exit" and erest.startswith(f"NR {FLOCK} "):
                     returned = at
-            elif epid == process_of[waiter]:
-                if (etid == waiter and ename == "raw_syscalls:sys_enter"
-                        and erest.startswith(f"NR {FLOCK} ") and f", {LOCK_UN}," in erest):
-                    # Its release, which comes after its clock read: a tighter
-                    # bound than the clock alignment, whose error is the
-                    # holder's own time from its clock read to its LOCK_UN.
-                    t_acquired = at
-                    break
-                if ename == "exceptions:page_fault_user":
-                    faults += 1
-                elif ename == "sched:sched_switch" and f"prev_pid={etid} " in erest:
-                    switched_out += 1
-                elif ename == "raw_syscalls:sys_enter":
-                    pending[etid] = (int(erest.split()[1]), at)
-                elif ename == "raw_syscalls:sys_exit" and etid in pending:
-                    nr, start = pending.pop(etid)
-                    calls.append((nr, at - start))
+            elif ename == "raw_syscalls:sys_enter" and is_unlock(erest):
+                # Its release, which comes after its clock read: reaching it
+                # first means the clock alignment is off.
+                t_acquired = at
+                capped[kind] += 1
+                break
+            elif ename == "exceptions:page_fault_user":
+                faults += 1
+            elif ename == "sched:sched_switch":
+                switched_out += 1  # recorded by the thread switched out
+            elif ename == "raw_syscalls:sys_enter":
+                pending = (int(erest.split()[1]), at)
+            elif ename == "raw_syscalls:sys_exit" and pending:
+                nr, start = pending
+                pending = None
+                calls.append((nr, at - start))
         if returned is None:
-            continue  # some event was lost; skip this hand-off
+            skipped[kind] += 1  # an event is missing: leave this hand-off out
+            continue
         p = parts[kind]
         p["release → waiter woken"].append(woken - t0)
         p["woken → running"].append(running - woken)
@@ -168,14 +206,17 @@ def analyze(out):
     kinds = [k for k in KINDS if k in parts]
     print("# Where a hand-off's time goes\n")
     print("Regenerate with `bench/trace-handoff.sh` (root, perf). Each hand-off is split at kernel "
-          "tracepoints (sched_waking, sched_switch, raw_syscalls) recorded by `perf record -a`; the "
-          "waiter's own clock read is placed on perf's clock through the holder's clock read just "
-          "before its release, and capped by the waiter's own release that follows it, so the last "
-          "segment is good to about 1 µs. Tracing makes every "
-          "system call and switch slower, so the totals are above bench/RESULTS.md's; compare the "
-          "rows with each other.\n")
-    print("Median µs per segment, " + ", ".join(f"{len(parts[k]['total'])} {k}" for k in kinds)
-          + " hand-offs.\n")
+          "tracepoints (sched_waking, sched_switch, raw_syscalls, page faults) recorded by "
+          "`perf record -a -k monotonic`: from the holder's LOCK_UN, to the waiter's wake-up, to "
+          "when it runs, to the return of its flock, to its own wall-clock read, which is placed on "
+          "perf's clock by the offset between the wall clock and the monotonic clock. Tracing "
+          "makes every system call and switch slower, so the totals are above bench/RESULTS.md's; "
+          "compare the columns with each other. System calls, page faults and switches are the "
+          "waiter thread's.\n")
+    print("Median µs per segment, over the hand-offs per kind shown here (left out for a missing "
+          "event; clock read placed after the waiter's own release, and moved back to it): "
+          + ", ".join(f"{k} {len(parts[k]['total'])} ({skipped[k]}; {capped[k]})" for k in kinds)
+          + ".\n")
     print("| segment | " + " | ".join(NAMES[k] for k in kinds) + " |")
     print("|---|" + "---:|" * len(kinds))
     for segment in parts[kinds[0]]:
@@ -190,6 +231,7 @@ def analyze(out):
 
 
 if __name__ == "__main__":
+    check_machine()
     if len(sys.argv) == 4 and sys.argv[1] == "drive":
         drive(int(sys.argv[2]), sys.argv[3])
     elif len(sys.argv) == 3 and sys.argv[1] == "analyze":

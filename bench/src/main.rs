@@ -1239,14 +1239,24 @@ fn targets(report: &mut String) -> anyhow::Result<()> {
         if lost == 0.0 { "yes" } else { "no" }
     )?;
     writeln!(report)?;
-    if let (Some(checked), Some(locket)) =
-        (figures.get("checked floor/raw"), figures.get("locket/raw"))
-    {
+    let checked_target = rows
+        .iter()
+        .find(|row| row.2 == "locket/raw")
+        .map(|row| limit(row.1));
+    if let (Some(&checked), Some(&locket), Some(target)) = (
+        figures.get("checked floor/raw"),
+        figures.get("locket/raw"),
+        checked_target,
+    ) {
+        let verdict = if checked > target {
+            format!("above the {target}× target, so no lock that checks can meet it")
+        } else {
+            format!("within the {target}× target")
+        };
         writeln!(
             report,
-            "With the replaced-file check on, raw `flock` plus the check's one `stat` is already \
-             {checked:.2}× raw `flock`, so that target cannot be met with the check; `locket` \
-             with it is {:.2}× that limit.\n",
+            "With the replaced-file check on, raw `flock` plus the check's one `stat` is \
+             {checked:.2}× raw `flock`, {verdict}; `locket` with the check is {:.2}× raw + stat.\n",
             locket / checked
         )?;
     }

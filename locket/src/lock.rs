@@ -121,7 +121,7 @@ impl Lock {
     /// With it on, each acquire makes sure, once it has the lock, that the
     /// path still names the file it locked, and re-opens the path if another
     /// program deleted or replaced the lock file meanwhile. That costs one
-    /// `stat` of the path per acquire (about 1.5 µs here; see the benchmark).
+    /// `stat` of the path per acquire (about 1.1 µs here; see the benchmark).
     /// Turn it off only where nothing deletes or replaces lock files while
     /// they are in use, which is what locket.py and `flock(1)` assume: a
     /// handle would then go on locking a file that nobody else can see.
