@@ -78,12 +78,11 @@ def drive(rounds, out):
                 if line != "waiting":
                     sys.exit(f"{kind} said {line!r}")
                 time.sleep(0.002)  # let it block in the kernel
-                released = time.time_ns()
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 acquired = child.stdout.readline().split()[-1]
                 if not acquired.isdigit():
                     sys.exit(f"{kind} said {acquired!r} instead of a time")
-                log.write(f"{kind} {released} {acquired}\n")
+                log.write(f"{kind} {acquired}\n")
     for child in waiters.values():
         child.stdin.close()
         child.wait()
@@ -146,7 +145,7 @@ def analyze(out):
     calls_seen = collections.defaultdict(collections.Counter)
     skipped = collections.Counter()
     capped = collections.Counter()
-    for i, (kind, _released, acquired) in zip(releases, handoffs):
+    for i, (kind, acquired) in zip(releases, handoffs):
         t0 = events[i][0]
         # The waiter's wall-clock read, on perf's (monotonic) clock.
         t_acquired = (int(acquired) - offset) / 1e3
