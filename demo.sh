@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/prepare-tests.sh demo
 # The test profile's build (optimised dependencies), so tests and demo share it.
-cargo build --locked -q -p locket-host -p locket-tests
-exec cargo run --locked -q -p locket-tests --bin locket-demo -- "$@"
+# The demo itself is demo/src/main.rs.
+cargo build --locked -q -p locket-host -p locket-demo
+exec cargo run --locked -q -p locket-demo -- "$@"

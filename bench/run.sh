@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/prepare-tests.sh
-# One build for the binaries and the async example, so that they share one set
-# of dependency features (two would build wasmtime twice).
-cargo build --release --locked -q -p locket-host -p locket-bench --bins --example serve
+# One build for the binaries (the harness, the host and the native peer
+# locket-peer, which the harness starts) and the async example, so that they
+# share one set of dependency features (two would build wasmtime twice).
+cargo build --release --locked -q -p locket-host -p locket-bench -p locket-tests --bins --example serve
 exec cargo run --release --locked -q -p locket-bench -- \
     --out bench/RESULTS.md --plot bench/handoff-cdf.svg "$@"

@@ -16,7 +16,7 @@ fi
 scripts/prepare-tests.sh demo
 # bench/run.sh's build, so that both share one build of wasmtime. It also
 # builds the guest plugins (through locket-tests).
-cargo build --release --locked -q -p locket-host -p locket-bench --bins --example serve
+cargo build --release --locked -q -p locket-host -p locket-bench -p locket-tests --bins --example serve
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 perf record -q -a -k monotonic -m 8192 -o "$out/perf.data" \

@@ -53,7 +53,8 @@ def drive(rounds, out):
                    f"{target}/wasm-guests/wasm32-wasip2/release/locker.wasm",
                    "/data/handoff.lock"]
         else:
-            cmd = [f"{target}/release/locket-bench", "contender", kind, path]
+            raw = ["--raw"] if kind == "flock" else []
+            cmd = [f"{target}/release/locket-peer", *raw, path]
         child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  text=True, bufsize=1, env=env)
         line = child.stdout.readline().strip()
@@ -62,7 +63,7 @@ def drive(rounds, out):
         waiters[kind] = child
     with open(os.path.join(out, "clock"), "w") as clock:
         clock.write(f"{wall_minus_monotonic()}\n")
-    go = {"guest": "handoff", "guest-timeout": "handoff 60000"}
+    go = {"locket-timeout": "handoff 60000", "guest-timeout": "handoff 60000"}
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     with open(os.path.join(out, "pids"), "w") as pids:
         for kind, child in waiters.items():
@@ -72,7 +73,7 @@ def drive(rounds, out):
         for _ in range(rounds):
             for kind, child in waiters.items():
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                child.stdin.write(go.get(kind, "go") + "\n")
+                child.stdin.write(go.get(kind, "handoff") + "\n")
                 child.stdin.flush()
                 line = child.stdout.readline().strip()
                 if line != "waiting":

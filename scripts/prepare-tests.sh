@@ -32,7 +32,7 @@ fi
 $for_demo && exit 0
 
 # Python packages, pinned, in the project's own virtual environment:
-# componentize-py builds the Python guest plugin (guest/python), and Python's
+# componentize-py builds the Python plugin peer (tests/peers/python-plugin), and Python's
 # locket and filelock are the programs the interop tests lock against.
 venv=.venv
 requirements=(componentize-py==0.25.1 locket==1.0.0 filelock==4.3.1)

@@ -1,5 +1,6 @@
-//! Builds the example guest plugins for wasm32-wasip2, so that the test suite
-//! (and the demo) always run the guests of this very checkout.
+//! Builds the plugins for wasm32-wasip2 (the example counter and the plugin
+//! peers), so that the test suite, the demo and the benchmark always run the
+//! plugins of this very checkout.
 //!
 //! The nested cargo uses its own target directory: the outer build holds the
 //! lock on the main one. Paths reach the tests as `GUEST_<NAME>` variables.
@@ -13,7 +14,13 @@ const GUESTS: [&str; 3] = ["counter", "locker", "holder"];
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
-    for watched in ["guest/src", "guest/Cargo.toml", "wit"] {
+    for watched in [
+        "guest/src",
+        "guest/Cargo.toml",
+        "examples/counter",
+        "tests/peers/plugins",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
@@ -32,7 +39,8 @@ fn main() {
             "--target",
             "wasm32-wasip2",
         ])
-        .args(["-p", "locket-guest", "--bins", "--target-dir"])
+        .args(["-p", "locket-example-counter", "-p", "locket-peer-plugins"])
+        .args(["--bins", "--target-dir"])
         .arg(&target)
         // Flags meant for the host build must not leak into the guest build.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

@@ -17,36 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use locket_host::{Access, Grants, LocketCtx, LocketCtxView, LocketView};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use locket_host::{Access, Grants, LocketCtx, PluginState};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::Command;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
-
-/// One instance's store data: WASI, locket, and the table they share.
-struct State {
-    wasi: WasiCtx,
-    locket: LocketCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl LocketView for State {
-    fn locket(&mut self) -> LocketCtxView<'_> {
-        LocketCtxView {
-            ctx: &mut self.locket,
-            table: &mut self.table,
-        }
-    }
-}
+use wasmtime_wasi::{I32Exit, WasiCtx};
 
 struct Options {
     instances: usize,
@@ -98,7 +73,7 @@ struct Outcome {
 
 async fn run_one(
     engine: &Engine,
-    linker: &Linker<State>,
+    linker: &Linker<PluginState>,
     component: &Component,
     grants: &Arc<Grants>,
     argv: &[String],
@@ -106,11 +81,7 @@ async fn run_one(
     let mut wasi = WasiCtx::builder();
     wasi.args(argv).inherit_stdout().inherit_stderr();
     grants.add_to_wasi(&mut wasi)?;
-    let state = State {
-        wasi: wasi.build(),
-        locket: LocketCtx::new(Arc::clone(grants)),
-        table: ResourceTable::new(),
-    };
+    let state = PluginState::new(wasi.build(), LocketCtx::new(Arc::clone(grants)));
     let mut store = Store::new(engine, state);
     let command = Command::instantiate_async(&mut store, component, linker).await?;
     let exit = match command.wasi_cli_run().call_run(&mut store).await {
@@ -144,7 +115,7 @@ fn main() -> std::process::ExitCode {
 fn serve() -> anyhow::Result<bool> {
     let options = parse()?;
     let engine = Engine::default();
-    let mut linker = Linker::<State>::new(&engine);
+    let mut linker = Linker::<PluginState>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     locket_host::add_to_linker_async(&mut linker)?;
     let component = Component::from_file(&engine, &options.plugin)

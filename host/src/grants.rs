@@ -1,14 +1,16 @@
-//! Directories granted to a guest, and how guest paths resolve against them.
+//! The directories granted to a guest: one list that configures both its
+//! WASI preopens and its locks, and resolves guest paths against them.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
-use locket::{FileId, OpenError, Opener};
+use cap_std::fs::Dir;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::grant_opener::GrantOpener;
+use crate::guest_path::{Normal, PathError};
 
 /// What a guest may do under a granted directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,165 +210,8 @@ impl Grants {
         Ok(GrantOpener {
             dir: Arc::clone(&grant.dir),
             relative,
-            access: grant.access,
+            may_create: grant.access == Access::ReadWrite,
         })
-    }
-}
-
-/// Why a guest path was refused before touching the filesystem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PathError {
-    Empty,
-    Nul,
-    TrailingSlash,
-    /// Outside every grant: no grant's guest path is a prefix, or `..` climbs
-    /// out of the relative root.
-    OutsideGrants,
-}
-
-impl PathError {
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            Self::Empty => "the path is empty",
-            Self::Nul => "the path contains a NUL byte",
-            Self::TrailingSlash => "a trailing slash names a directory, not a lock file",
-            Self::OutsideGrants => "the path is outside the granted directories",
-        }
-    }
-}
-
-/// A path with `.`, `..` and repeated slashes resolved lexically.
-///
-/// `..` at the root of an absolute path stays at the root, as in POSIX; `..`
-/// above the start of a relative path is outside every grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Normal {
-    absolute: bool,
-    parts: Vec<String>,
-}
-
-impl Normal {
-    fn parse(path: &str) -> Result<Self, PathError> {
-        if path.is_empty() {
-            return Err(PathError::Empty);
-        }
-        if path.contains('\0') {
-            return Err(PathError::Nul);
-        }
-        if path.len() > 1 && path.ends_with('/') {
-            return Err(PathError::TrailingSlash);
-        }
-        let absolute = path.starts_with('/');
-        let mut parts: Vec<String> = Vec::new();
-        for part in path.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => {
-                    if parts.pop().is_none() && !absolute {
-                        return Err(PathError::OutsideGrants);
-                    }
-                }
-                other => parts.push(other.to_owned()),
-            }
-        }
-        Ok(Self { absolute, parts })
-    }
-
-    /// The path written out in its normal form.
-    fn text(&self) -> String {
-        match (self.absolute, self.parts.is_empty()) {
-            (true, _) => format!("/{}", self.parts.join("/")),
-            (false, true) => ".".to_owned(),
-            (false, false) => self.parts.join("/"),
-        }
-    }
-
-    /// Whether `other` is this path or lies beneath it, component by component.
-    fn contains(&self, other: &Normal) -> bool {
-        self.absolute == other.absolute && other.parts.starts_with(&self.parts)
-    }
-}
-
-/// Opens a lock file beneath a granted directory, for the `locket` crate.
-///
-/// cap-std resolves the path inside the directory, so `..`, absolute symlinks
-/// and symlinks that leave the directory fail with `PermissionDenied`, which
-/// the guest sees as `access-denied`.
-#[derive(Debug)]
-pub(crate) struct GrantOpener {
-    dir: Arc<Dir>,
-    relative: PathBuf,
-    access: Access,
-}
-
-impl GrantOpener {
-    fn parent_exists(&self) -> bool {
-        let parent = match self.relative.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        self.dir.metadata(parent).is_ok_and(|m| m.is_dir())
-    }
-}
-
-impl Opener for GrantOpener {
-    fn open(&self) -> Result<File, OpenError> {
-        match self.dir.metadata(&self.relative) {
-            Ok(meta) => {
-                if let Some(e) = OpenError::if_not_regular(meta.mode()) {
-                    return Err(e);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        // A FIFO or terminal can neither block the open nor become our
-        // controlling terminal; cap-std adds O_CLOEXEC.
-        let flags = libc::O_NONBLOCK | libc::O_NOCTTY;
-        let mut read = OpenOptions::new();
-        read.read(true).custom_flags(flags);
-        let file = match self.dir.open_with(&self.relative, &read) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.access {
-                Access::ReadWrite => {
-                    let mut create = OpenOptions::new();
-                    create
-                        .write(true)
-                        .create(true)
-                        .mode(0o666)
-                        .custom_flags(flags);
-                    self.dir.open_with(&self.relative, &create)?
-                }
-                Access::ReadOnly if !self.parent_exists() => {
-                    return Err(io::Error::from(io::ErrorKind::NotFound).into());
-                }
-                Access::ReadOnly => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        "the lock file does not exist and its directory is granted read-only",
-                    )
-                    .into());
-                }
-            },
-            other => other?,
-        };
-        Ok(file.into_std())
-    }
-
-    fn identify(&self) -> io::Result<Option<FileId>> {
-        // Every acquire calls this once it holds the lock, so it is on the
-        // hand-off path. Without following the last component, cap-std can
-        // stat a name in the granted directory in one `fstatat`; only when
-        // that name is a symlink do we need the full (following) resolution.
-        let meta = match self.dir.symlink_metadata(&self.relative) {
-            Ok(meta) if !meta.file_type().is_symlink() => Ok(meta),
-            Ok(_) => self.dir.metadata(&self.relative),
-            Err(e) => Err(e),
-        };
-        match meta {
-            Ok(meta) => Ok(Some(FileId::from_dev_ino(meta.dev(), meta.ino()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -415,8 +260,11 @@ mod tests {
     #[test]
     fn bad_text_is_refused() {
         let (_d, g) = grants(&["/"]);
-        assert_eq!(resolved(&g, ""), Err(PathError::Empty));
-        assert_eq!(resolved(&g, "/a\0b"), Err(PathError::Nul));
+        assert_eq!(resolved(&g, ""), Err(PathError::Text("the path is empty")));
+        assert_eq!(
+            resolved(&g, "/a\0b"),
+            Err(PathError::Text("the path contains a NUL byte"))
+        );
         assert_eq!(resolved(&g, "/x.lock/"), Err(PathError::TrailingSlash));
         assert_eq!(resolved(&g, "/"), Ok(".".into()));
         assert_eq!(resolved(&g, "relative"), Err(PathError::OutsideGrants));
@@ -424,6 +272,7 @@ mod tests {
 
     mod generated {
         use super::*;
+        use locket::Opener;
         use proptest::prelude::*;
 
         /// Names that path components and symlink targets are drawn from.

@@ -13,27 +13,14 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use locket_host::{Access, Grants, LocketCtx, LocketCtxView, LocketView};
-//! use wasmtime::component::{Component, Linker, ResourceTable};
+//! use locket_host::{Access, Grants, LocketCtx, PluginState};
+//! use wasmtime::component::{Component, Linker};
 //! use wasmtime::{Engine, Store};
-//! use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-//!
-//! struct State { wasi: WasiCtx, locket: LocketCtx, table: ResourceTable }
-//!
-//! impl WasiView for State {
-//!     fn ctx(&mut self) -> WasiCtxView<'_> {
-//!         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-//!     }
-//! }
-//! impl LocketView for State {
-//!     fn locket(&mut self) -> LocketCtxView<'_> {
-//!         LocketCtxView { ctx: &mut self.locket, table: &mut self.table }
-//!     }
-//! }
+//! use wasmtime_wasi::WasiCtx;
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let engine = Engine::default();
-//! let mut linker = Linker::<State>::new(&engine);
+//! let mut linker = Linker::<PluginState>::new(&engine);
 //! wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
 //! locket_host::add_to_linker(&mut linker)?;
 //!
@@ -42,11 +29,7 @@
 //! grants.grant("/srv/shared", "/data", Access::ReadWrite)?;
 //! let mut wasi = WasiCtx::builder();
 //! grants.add_to_wasi(&mut wasi)?;
-//! let state = State {
-//!     wasi: wasi.build(),
-//!     locket: LocketCtx::new(Arc::new(grants)),
-//!     table: ResourceTable::new(),
-//! };
+//! let state = PluginState::new(wasi.build(), LocketCtx::new(Arc::new(grants)));
 //!
 //! let mut store = Store::new(&engine, state);
 //! let component = Component::from_file(&engine, "plugin.wasm")?;
@@ -56,53 +39,36 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A store whose data is your own type works the same: implement
+//! [`LocketView`] for it (and `WasiView`), as [`PluginState`] does.
+//!
+//! The host runs on Unix only: lock files are opened with `O_NONBLOCK` and
+//! created with a file mode, and the `locket-host` command uses POSIX
+//! signals. (The `locket` crate itself also runs on Windows.)
 
 #![warn(missing_docs)]
 
-mod ctx;
-mod grants;
+#[cfg(not(unix))]
+compile_error!(
+    "locket-host runs on Unix only: it opens lock files with O_NONBLOCK and file modes, \
+     and its command uses POSIX signals; the `locket` crate also supports Windows"
+);
 
+mod bindings;
+mod ctx;
+mod grant_opener;
+mod grants;
+mod guest_path;
+mod host;
+mod linker;
+mod store;
+
+pub use bindings::WitError;
 pub use ctx::{
     DEFAULT_MAX_LOCKS, DeadlineExceeded, LockHandle, LockStats, LocketCtx, LocketCtxView,
-    LocketView, add_to_linker, add_to_linker_async,
+    LocketView,
 };
 pub use grants::{Access, Grant, GrantError, Grants};
-
-/// Bindings generated from `wit/`; the WIT error type is re-exported as
-/// [`WitError`].
-mod generated {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "locket:lock/imports",
-        imports: { default: trappable },
-        with: {
-            "locket:lock/locket.lock": crate::ctx::LockHandle,
-        },
-    });
-}
-
-/// The same interface with `acquire` and `acquire-shared` as async host
-/// functions, for [`add_to_linker_async`]. Only the waits are async; the
-/// lock resource is the same [`LockHandle`] as in the blocking bindings.
-mod generated_async {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "locket:lock/imports",
-        imports: {
-            "locket:lock/locket.[method]lock.acquire": async | trappable,
-            "locket:lock/locket.[method]lock.acquire-shared": async | trappable,
-            default: trappable,
-        },
-        with: {
-            "locket:lock/locket.lock": crate::ctx::LockHandle,
-        },
-        require_store_data_send: true,
-    });
-}
-
-/// The guest-visible error of the `locket` interface.
-pub use generated::locket::lock::locket::Error as WitError;
-
-/// The same WIT error as generated for [`add_to_linker_async`]'s bindings
-/// (it converts from [`WitError`]).
-pub use generated_async::locket::lock::locket::Error as AsyncWitError;
+pub use linker::{add_to_linker, add_to_linker_async};
+pub use store::PluginState;

@@ -7,12 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use locket::{LockError, Mode, lock_file};
-mod common;
-
-use common::State;
-use locket_host::{Access, Grants, LocketCtx};
+use locket_host::{Access, Grants, LocketCtx, PluginState};
 use locket_tests::guests;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::bindings::Command;
@@ -23,7 +20,7 @@ const PROMPT: Duration = Duration::from_secs(60);
 
 struct Host {
     engine: Engine,
-    linker: Linker<State>,
+    linker: Linker<PluginState>,
     grants: Arc<Grants>,
 }
 
@@ -44,16 +41,12 @@ impl Host {
         }
     }
 
-    fn store(&self, args: &[&str], stdin: &str) -> Store<State> {
+    fn store(&self, args: &[&str], stdin: &str) -> Store<PluginState> {
         let mut wasi = WasiCtx::builder();
         wasi.args(args)
             .stdin(MemoryInputPipe::new(stdin.to_owned()));
         self.grants.add_to_wasi(&mut wasi).unwrap();
-        let state = State {
-            wasi: wasi.build(),
-            locket: LocketCtx::new(Arc::clone(&self.grants)),
-            table: ResourceTable::new(),
-        };
+        let state = PluginState::new(wasi.build(), LocketCtx::new(Arc::clone(&self.grants)));
         Store::new(&self.engine, state)
     }
 }
@@ -72,13 +65,14 @@ fn has_waiter(path: &Path) -> bool {
     locket_tests::lock_waiters(path).unwrap() > 0
 }
 
-/// Waits until the kernel shows a process blocked on `path`'s lock.
+/// Waits until the kernel shows a process blocked on `path`'s lock, on a
+/// blocking thread, so that the runtime's workers go on serving the guests.
 async fn wait_for_a_waiter(path: &Path) {
-    let started = std::time::Instant::now();
-    while !has_waiter(path) {
-        assert!(started.elapsed() < PROMPT, "nobody started waiting");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || locket_tests::wait_for_waiters(&path, 1))
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 fn runtime(workers: usize) -> tokio::runtime::Runtime {

@@ -2,12 +2,9 @@
 
 use std::sync::Arc;
 
-mod common;
-
-use common::State;
-use locket_host::{Access, Grants, LocketCtx};
+use locket_host::{Access, Grants, LocketCtx, PluginState};
 use locket_tests::guests;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -15,7 +12,7 @@ use wasmtime_wasi::{I32Exit, WasiCtx};
 
 struct Host {
     engine: Engine,
-    linker: Linker<State>,
+    linker: Linker<PluginState>,
     locker: Component,
     grants: Arc<Grants>,
 }
@@ -39,18 +36,14 @@ impl Host {
 
     /// Runs the locker plugin on `input` in a new store and returns the store
     /// (still holding whatever the guest did not release) and its output.
-    fn run(&self, input: &str) -> (Store<State>, String) {
+    fn run(&self, input: &str) -> (Store<PluginState>, String) {
         let stdout = MemoryOutputPipe::new(64 * 1024);
         let mut wasi = WasiCtx::builder();
         wasi.stdin(MemoryInputPipe::new(input.to_owned()))
             .stdout(stdout.clone())
             .args(&["locker.wasm", "/data/x.lock"]);
         self.grants.add_to_wasi(&mut wasi).unwrap();
-        let state = State {
-            wasi: wasi.build(),
-            locket: LocketCtx::new(Arc::clone(&self.grants)),
-            table: ResourceTable::new(),
-        };
+        let state = PluginState::new(wasi.build(), LocketCtx::new(Arc::clone(&self.grants)));
         let mut store = Store::new(&self.engine, state);
         let command = Command::instantiate(&mut store, &self.locker, &self.linker).unwrap();
         match command.wasi_cli_run().call_run(&mut store) {

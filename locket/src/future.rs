@@ -9,9 +9,10 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::lock::{Core, Wait};
-use crate::sys::Cancel;
-use crate::{Lock, LockError, Mode};
+use crate::error::LockError;
+use crate::lock_core::Core;
+use crate::mode::Mode;
+use crate::wait::{Cancel, Wait};
 
 /// What the helper thread reports: the acquire's outcome, or its panic (from
 /// an [`Opener`](crate::Opener)), which the future passes on to its caller.
@@ -36,7 +37,7 @@ type Report = thread::Result<Result<u64, LockError>>;
 /// (`AlreadyLocked`) until the wait ends, and a lock it then gets stays held
 /// until the handle releases it or is dropped.
 pub(crate) struct Acquire<'a> {
-    lock: &'a Lock,
+    core: &'a Arc<Core>,
     mode: Mode,
     timeout: Option<Duration>,
     started: Option<Instant>,
@@ -100,9 +101,10 @@ impl Waiter {
 }
 
 impl<'a> Acquire<'a> {
-    pub(crate) fn new(lock: &'a Lock, mode: Mode, timeout: Option<Duration>) -> Self {
+    /// An acquire in `mode` of the handle whose core is `core`.
+    pub(crate) fn new(core: &'a Arc<Core>, mode: Mode, timeout: Option<Duration>) -> Self {
         Self {
-            lock,
+            core,
             mode,
             timeout,
             started: None,
@@ -114,8 +116,7 @@ impl<'a> Acquire<'a> {
     fn finish(&mut self, outcome: Result<u64, LockError>) -> Poll<Result<u64, LockError>> {
         self.done = true;
         let started = self.started.unwrap_or_else(Instant::now);
-        self.lock
-            .core()
+        self.core
             .trace(self.mode, self.timeout, started, &outcome, true);
         Poll::Ready(outcome)
     }
@@ -150,7 +151,7 @@ impl Future for Acquire<'_> {
         }
         let started = *this.started.get_or_insert_with(Instant::now);
         let wait = Wait::new(this.timeout, started);
-        let core = this.lock.core();
+        let core = this.core;
         match core.acquire(this.mode, Wait::Once, this.timeout, None) {
             Err(LockError::Timeout { .. }) if !matches!(wait, Wait::Once) => {}
             outcome => return this.finish(outcome),
@@ -169,7 +170,7 @@ impl Future for Acquire<'_> {
                 Poll::Pending
             }
             Err(source) => this.finish(Err(LockError::Io {
-                path: this.lock.path().to_path_buf(),
+                path: this.core.path().to_path_buf(),
                 source,
             })),
         }
@@ -185,7 +186,7 @@ impl Drop for Acquire<'_> {
         slot.abandoned = true;
         if let Some(Ok(Ok(generation))) = slot.result.take() {
             // The helper got the lock, but the future never handed it over.
-            let _ = self.lock.core().release_if(Some(generation));
+            let _ = self.core.release_if(Some(generation));
         }
         if slot.finished {
             return;

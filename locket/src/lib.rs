@@ -60,116 +60,38 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod future;
 mod group;
-mod guard;
+#[cfg(target_os = "linux")]
+mod holders;
+mod holds;
 mod lock;
+mod lock_core;
+mod mode;
 mod open;
+#[cfg(all(unix, any(target_os = "linux", feature = "cli")))]
+mod signal;
 mod sys;
+mod wait;
 
 pub use error::LockError;
 pub use group::LockGroup;
-pub use guard::LockGuard;
-pub use lock::Lock;
-pub use open::{FileId, OpenError, Opener};
-
-use std::path::PathBuf;
-use std::time::Duration;
-
-/// How a lock is held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// One holder at a time (`LOCK_EX`), as in locket.py.
-    Exclusive,
-    /// Any number of shared holders, but no exclusive one (`LOCK_SH`).
-    Shared,
-}
-
-impl Mode {
-    /// Whether a hold in `self` mode excludes a hold in `other` mode.
-    #[must_use]
-    pub fn conflicts_with(self, other: Mode) -> bool {
-        self == Mode::Exclusive || other == Mode::Exclusive
-    }
-}
+#[cfg(target_os = "linux")]
+pub use holders::{Holder, holders, waiters};
+pub use lock::{Lock, LockGuard};
+pub use mode::Mode;
+#[cfg(unix)]
+pub use open::{CREATE_MODE, OPEN_FLAGS};
+pub use open::{FileId, OpenError, OpenStep, Opener, invalid_path_reason, open_lock_file};
 
 /// Names a lock on the file at `path`, like locket.py's `lock_file(path)`.
 ///
 /// Nothing is touched yet: the file is opened (and created if missing) by the
 /// first acquire, which is also when its identity becomes known. The handle
 /// waits forever unless given a timeout with [`Lock::with_timeout`].
-pub fn lock_file(path: impl Into<PathBuf>) -> Lock {
-    Lock::new(path.into(), None)
-}
-
-/// Parses a duration: a number with an optional unit (`ns`, `us`, `ms`, `s`,
-/// `m`, `h`); a bare number is seconds, and fractions are allowed
-/// (`500ms`, `2s`, `1m`, `0.5`).
-///
-/// This is the syntax of durations on the `locket` and `locket-host` command
-/// lines, shared so that they read the same.
-///
-/// # Errors
-///
-/// A message naming the problem: not a number, an unknown unit, negative, or
-/// longer than a century.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!(
-            "invalid duration {s:?}: expected a number with an optional unit, like 500ms, 2s or 1m"
-        )
-    })?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "invalid duration {s:?}: unknown unit {other:?} (use ns, us, ms, s, m or h)"
-            ));
-        }
-    };
-    let duration = Duration::try_from_secs_f64(value * scale)
-        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
-    // Far beyond any run, and small enough to add to a clock without overflow.
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    if duration > CENTURY {
-        return Err(format!("invalid duration {s:?}: longer than a century"));
-    }
-    Ok(duration)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_take_units_fractions_and_bare_seconds() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        for bad in [
-            "",
-            "ms",
-            "-1s",
-            "1.2.3s",
-            "5 parsecs",
-            "1e9999",
-            "10000000000000000000",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
+pub fn lock_file(path: impl Into<std::path::PathBuf>) -> Lock {
+    Lock::at_path(path.into(), None)
 }

@@ -1,18 +1,23 @@
+//! The public handle, [`Lock`], and its guard, [`LockGuard`]: the API of a
+//! lock. The work is done by the lock core ([`crate::lock_core`]), which the
+//! async acquire ([`crate::future`]) drives too.
+
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::LockError;
 use crate::future::Acquire;
-use crate::open::{OpenError, Opener, PathOpener};
-use crate::sys::{self, Cancel};
-use crate::{FileId, LockError, LockGroup, LockGuard, Mode};
+use crate::holds::Holds;
+use crate::lock_core::Core;
+use crate::mode::Mode;
+use crate::open::{Opener, PathOpener};
+use crate::wait::Wait;
 
 /// A handle on the lock of one file: locket.py's `lock_file(path)` object.
 ///
-/// Made by [`lock_file`](crate::lock_file) or [`LockGroup::lock_file`]. The
+/// Made by [`lock_file`](crate::lock_file) or [`LockGroup::lock_file`](crate::LockGroup::lock_file). The
 /// handle owns what it acquires: only it can release, but any thread may call
 /// it, since it is `Send + Sync`. Dropping the handle releases its lock.
 ///
@@ -25,75 +30,24 @@ pub struct Lock {
     core: Arc<Core>,
 }
 
-/// What a handle locks and holds. Shared (`Arc`) with the thread that waits
-/// for an async acquire, so that the wait never outlives what it uses.
-pub(crate) struct Core {
-    path: PathBuf,
-    opener: Box<dyn Opener>,
-    group: Option<LockGroup>,
-    /// Whether acquires check that the path still names the locked file.
-    check_replacement: AtomicBool,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    /// The open lock file, once the first acquire opened it. Taken out while an
-    /// acquire waits, so that the state is not locked during the wait.
-    file: Option<Opened>,
-    /// The mode this handle holds, if any.
-    held: Option<Mode>,
-    /// An acquire is in progress on this handle.
-    acquiring: bool,
-    /// Counts successful acquires, so that a guard releases only the hold it
-    /// was made for, never a later one of the same handle.
-    generation: u64,
-}
-
-struct Opened {
-    file: File,
-    id: FileId,
-}
-
-/// How long one acquire may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    Once,
-    Forever,
-    Until(Instant),
-}
-
-impl Wait {
-    /// The wait a timeout asks for, counted from `start`.
-    pub(crate) fn new(timeout: Option<Duration>, start: Instant) -> Self {
-        match timeout {
-            None => Wait::Forever,
-            Some(t) if t.is_zero() => Wait::Once,
-            Some(t) => start.checked_add(t).map_or(Wait::Forever, Wait::Until),
-        }
-    }
-}
-
 impl Lock {
-    pub(crate) fn new(path: PathBuf, group: Option<LockGroup>) -> Self {
+    /// A handle on the file at `path`, in the group whose holds are `group`,
+    /// if any.
+    pub(crate) fn at_path(path: PathBuf, group: Option<Arc<Holds>>) -> Self {
         let opener = Box::new(PathOpener(path.clone()));
         Self::from_parts(path, opener, group)
     }
 
+    /// A handle whose file `opener` opens, in the group whose holds are
+    /// `group`, if any.
     pub(crate) fn from_parts(
         path: PathBuf,
         opener: Box<dyn Opener>,
-        group: Option<LockGroup>,
+        group: Option<Arc<Holds>>,
     ) -> Self {
         Self {
             timeout: None,
-            core: Arc::new(Core {
-                path,
-                opener,
-                group,
-                check_replacement: AtomicBool::new(true),
-                state: Mutex::new(State::default()),
-            }),
+            core: Arc::new(Core::new(path, opener, group)),
         }
     }
 
@@ -127,7 +81,7 @@ impl Lock {
     /// handle would then go on locking a file that nobody else can see.
     #[must_use]
     pub fn with_replacement_check(self, check: bool) -> Self {
-        self.core.check_replacement.store(check, Ordering::Relaxed);
+        self.core.set_replacement_check(check);
         self
     }
 
@@ -140,19 +94,19 @@ impl Lock {
     /// The path of the lock file, as given (or the name given with an opener).
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.core.path
+        self.core.path()
     }
 
     /// Whether this handle holds the lock now.
     #[must_use]
     pub fn is_locked(&self) -> bool {
-        self.core.state().held.is_some()
+        self.core.held().is_some()
     }
 
     /// The mode this handle holds the lock in, if it holds it.
     #[must_use]
     pub fn mode(&self) -> Option<Mode> {
-        self.core.state().held
+        self.core.held()
     }
 
     /// Acquires the lock exclusively, waiting at most the handle's timeout.
@@ -202,7 +156,7 @@ impl Lock {
     ///
     /// - [`LockError::AlreadyLocked`] at once if this handle holds the lock, in
     ///   either mode, or another thread is acquiring through it.
-    /// - [`LockError::Deadlock`] at once if the handle's [`LockGroup`] holds the
+    /// - [`LockError::Deadlock`] at once if the handle's [`LockGroup`](crate::LockGroup) holds the
     ///   file in a conflicting mode.
     /// - [`LockError::Timeout`] if the lock stayed held elsewhere.
     /// - [`LockError::InvalidPath`], [`LockError::NotRegularFile`] or
@@ -261,7 +215,7 @@ impl Lock {
         mode: Mode,
         timeout: Option<Duration>,
     ) -> Result<(), LockError> {
-        Acquire::new(self, mode, timeout).await.map(drop)
+        Acquire::new(&self.core, mode, timeout).await.map(drop)
     }
 
     /// Acquires the lock exclusively without blocking the calling thread, and
@@ -272,7 +226,7 @@ impl Lock {
     ///
     /// As [`acquire_async`](Self::acquire_async).
     pub async fn lock_async(&self) -> Result<LockGuard<'_>, LockError> {
-        let generation = Acquire::new(self, Mode::Exclusive, self.timeout).await?;
+        let generation = Acquire::new(&self.core, Mode::Exclusive, self.timeout).await?;
         Ok(LockGuard::new(self, Mode::Exclusive, generation))
     }
 
@@ -284,7 +238,7 @@ impl Lock {
     ///
     /// As [`acquire_async`](Self::acquire_async).
     pub async fn lock_shared_async(&self) -> Result<LockGuard<'_>, LockError> {
-        let generation = Acquire::new(self, Mode::Shared, self.timeout).await?;
+        let generation = Acquire::new(&self.core, Mode::Shared, self.timeout).await?;
         Ok(LockGuard::new(self, Mode::Shared, generation))
     }
 
@@ -297,14 +251,10 @@ impl Lock {
         outcome
     }
 
-    pub(crate) fn core(&self) -> &Arc<Core> {
-        &self.core
-    }
-
     /// Releases the hold of `generation` if this handle still has that hold
     /// (for guards); returns whether it did.
-    pub(crate) fn release_generation(&self, generation: u64) -> Result<bool, LockError> {
-        if self.core.state().generation != generation {
+    fn release_generation(&self, generation: u64) -> Result<bool, LockError> {
+        if self.core.generation() != generation {
             return Ok(false);
         }
         self.core.release_if(Some(generation)).map(|()| true)
@@ -322,247 +272,77 @@ impl Lock {
     }
 }
 
-impl Core {
-    /// Acquires in `mode`, waiting as `wait` says (or until `cancel` is
-    /// cancelled), and returns the hold's generation. `timeout` is what the
-    /// caller asked for, for the error.
-    pub(crate) fn acquire(
-        &self,
-        mode: Mode,
-        wait: Wait,
-        timeout: Option<Duration>,
-        cancel: Option<&Cancel>,
-    ) -> Result<u64, LockError> {
-        // Clears `acquiring` even if an `Opener` panics.
-        struct Acquiring<'a>(&'a Core);
-        impl Drop for Acquiring<'_> {
-            fn drop(&mut self) {
-                self.0.state().acquiring = false;
-            }
-        }
-        let cached = {
-            let mut state = self.state();
-            if state.held.is_some() || state.acquiring {
-                return Err(LockError::AlreadyLocked {
-                    path: self.path.clone(),
-                });
-            }
-            state.acquiring = true;
-            state.file.take()
-        };
-        let acquiring = Acquiring(self);
-        let (outcome, file) = self.acquire_file(mode, wait, timeout, cached, cancel);
-        let mut state = self.state();
-        // Clear `acquiring` in the same critical section that records the
-        // hold, so that no other acquire slips in between.
-        std::mem::forget(acquiring);
-        state.acquiring = false;
-        state.file = file;
-        outcome?;
-        state.held = Some(mode);
-        state.generation += 1;
-        Ok(state.generation)
-    }
-
-    /// Reports an acquire's outcome to `tracing`.
-    pub(crate) fn trace(
-        &self,
-        mode: Mode,
-        timeout: Option<Duration>,
-        started: Instant,
-        outcome: &Result<u64, LockError>,
-        is_async: bool,
-    ) {
-        let waited_us = started.elapsed().as_micros();
-        let path = &self.path;
-        match outcome {
-            Ok(_) => {
-                tracing::debug!(?path, ?mode, ?timeout, waited_us, is_async, "acquired")
-            }
-            Err(e) => {
-                tracing::debug!(?path, ?mode, ?timeout, waited_us, is_async, error = %e, "acquire failed")
-            }
-        }
-    }
-
-    /// Releases, but only the hold of `generation` when one is given.
-    pub(crate) fn release_if(&self, generation: Option<u64>) -> Result<(), LockError> {
-        let mut state = self.state();
-        let current = generation.is_none_or(|g| g == state.generation);
-        let (Some(mode), Some(opened), true) = (state.held, state.file.as_ref(), current) else {
-            return Err(LockError::NotLocked {
-                path: self.path.clone(),
-            });
-        };
-        let unlocked = opened.file.unlock();
-        tracing::debug!(path = ?self.path, ?mode, "released");
-        if let Some(group) = &self.group {
-            group.forget(opened.id, mode);
-        }
-        state.held = None;
-        if let Err(source) = unlocked {
-            state.file = None; // closing the file releases the lock
-            return Err(self.io_error(source));
-        }
-        Ok(())
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn io_error(&self, source: std::io::Error) -> LockError {
-        LockError::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// Opens (if needed) and locks the file, re-opening if the path was
-    /// replaced meanwhile. Returns the open file for the handle to keep, also
-    /// on failure.
-    fn acquire_file(
-        &self,
-        mode: Mode,
-        wait: Wait,
-        timeout: Option<Duration>,
-        mut cached: Option<Opened>,
-        cancel: Option<&Cancel>,
-    ) -> (Result<(), LockError>, Option<Opened>) {
-        loop {
-            let (opened, was_cached) = match cached.take() {
-                Some(opened) => (opened, true),
-                None => match self.open() {
-                    Ok(opened) => (opened, false),
-                    Err(e) => return (Err(e), None),
-                },
-            };
-            // A file kept open from an earlier acquire may since have been
-            // deleted or replaced. Checking costs a stat, so it is done only
-            // where a stale file would mislead: before reporting a deadlock
-            // and before waiting. (After locking, every acquire checks.)
-            let check = self.check_replacement.load(Ordering::Relaxed);
-            let stale = |opened: &Opened| {
-                check
-                    && was_cached
-                    && !matches!(self.opener.identify(), Ok(Some(id)) if id == opened.id)
-            };
-            if let Some(group) = &self.group
-                && group.conflicts(opened.id, mode)
-            {
-                if stale(&opened) {
-                    continue; // `cached` is None now: reopen
-                }
-                let path = self.path.clone();
-                return (Err(LockError::Deadlock { path }), Some(opened));
-            }
-            let got = match sys::try_lock(&opened.file, mode) {
-                Ok(false) if stale(&opened) => continue,
-                Ok(false) => match (wait, cancel) {
-                    (Wait::Once, _) => Ok(false),
-                    (Wait::Forever, None) => sys::lock_forever(&opened.file, mode).map(|()| true),
-                    (Wait::Until(deadline), None) => sys::lock_until(&opened.file, mode, deadline),
-                    (Wait::Forever, Some(cancel)) => {
-                        sys::lock_cancellable(&opened.file, mode, None, cancel)
-                    }
-                    (Wait::Until(deadline), Some(cancel)) => {
-                        sys::lock_cancellable(&opened.file, mode, Some(deadline), cancel)
-                    }
-                },
-                other => other,
-            };
-            match got {
-                Ok(true) => {}
-                Ok(false) => {
-                    let error = LockError::Timeout {
-                        path: self.path.clone(),
-                        timeout: timeout.unwrap_or_default(),
-                    };
-                    return (Err(error), Some(opened));
-                }
-                Err(e) => return (Err(self.io_error(e)), Some(opened)),
-            }
-            // We hold the file we opened; make sure it is still the one the
-            // path names, or the lock would exclude nobody.
-            let identity = if check {
-                self.opener.identify()
-            } else {
-                Ok(Some(opened.id))
-            };
-            match identity {
-                Ok(Some(id)) if id == opened.id => {
-                    if let Some(group) = &self.group {
-                        group.record(opened.id, mode);
-                    }
-                    return (Ok(()), Some(opened));
-                }
-                Ok(_) => {
-                    // Deleted or replaced: drop it (closing unlocks) and retry.
-                    drop(opened);
-                }
-                Err(e) => {
-                    let _ = opened.file.unlock();
-                    return (Err(self.io_error(e)), Some(opened));
-                }
-            }
-        }
-    }
-
-    fn open(&self) -> Result<Opened, LockError> {
-        let path = &self.path;
-        let invalid = |reason| LockError::InvalidPath {
-            path: path.clone(),
-            reason,
-        };
-        if path.as_os_str().is_empty() {
-            return Err(invalid("the path is empty"));
-        }
-        if path.as_os_str().to_string_lossy().contains('\0') {
-            return Err(invalid("the path contains a NUL byte"));
-        }
-        let not_regular = |kind| LockError::NotRegularFile {
-            path: path.clone(),
-            kind,
-        };
-        let file = self.opener.open().map_err(|e| match e {
-            OpenError::NotRegularFile(kind) => not_regular(kind),
-            OpenError::Io(source) => match source.kind() {
-                std::io::ErrorKind::NotFound => LockError::MissingParent { path: path.clone() },
-                std::io::ErrorKind::PermissionDenied => LockError::AccessDenied {
-                    path: path.clone(),
-                    source,
-                },
-                _ => self.io_error(source),
-            },
-        })?;
-        let meta = file.metadata().map_err(|e| self.io_error(e))?;
-        if let Some(kind) = sys::non_regular_kind(&meta) {
-            return Err(not_regular(kind));
-        }
-        let id = sys::file_id(&file, &meta)
-            .map(FileId)
-            .map_err(|e| self.io_error(e))?;
-        Ok(Opened { file, id })
-    }
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let (Some(mode), Some(opened), Some(group)) = (state.held, &state.file, &self.group) {
-            group.forget(opened.id, mode);
-        }
-        // Closing the file releases the OS lock.
-    }
-}
-
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
-            .field("path", &self.core.path)
+            .field("path", &self.core.path())
             .field("timeout", &self.timeout)
-            .field("held", &self.core.state().held)
-            .field("grouped", &self.core.group.is_some())
+            .field("held", &self.core.held())
+            .field("grouped", &self.core.is_grouped())
             .finish()
+    }
+}
+
+/// Holds a [`Lock`] until it is dropped, like locket.py's `with lock:`.
+///
+/// Made by [`Lock::lock`] and [`Lock::lock_shared`] (and their async forms).
+/// Dropping the guard releases the lock; [`LockGuard::unlock`] does the same
+/// and reports any error.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    mode: Mode,
+    /// The hold this guard stands for: if the handle was released and
+    /// acquired again behind the guard's back, the guard leaves that new
+    /// hold alone.
+    generation: u64,
+}
+
+impl<'a> LockGuard<'a> {
+    fn new(lock: &'a Lock, mode: Mode, generation: u64) -> Self {
+        Self {
+            lock,
+            mode,
+            generation,
+        }
+    }
+
+    /// The mode the lock is held in.
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The handle this guard holds.
+    #[must_use]
+    pub fn lock(&self) -> &'a Lock {
+        self.lock
+    }
+
+    /// Releases the lock now.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotLocked`] if the hold this guard stands for was
+    /// released behind its back (through [`Lock::release`]), even if the handle
+    /// has acquired again since; or [`LockError::Io`] if the operating system
+    /// refused to unlock (the file is closed then, which releases it).
+    pub fn unlock(self) -> Result<(), LockError> {
+        let (lock, generation) = (self.lock, self.generation);
+        std::mem::forget(self);
+        match lock.release_generation(generation)? {
+            true => Ok(()),
+            false => Err(LockError::NotLocked {
+                path: lock.path().to_path_buf(),
+            }),
+        }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // An error or `false` here means this hold is already released.
+        let _ = self.lock.release_generation(self.generation);
     }
 }

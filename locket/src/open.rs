@@ -1,3 +1,8 @@
+//! How a handle finds its lock file: the [`Opener`] trait, the one way every
+//! opener opens a lock file ([`open_lock_file`]), and the default opener, a
+//! path on the real filesystem.
+
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
@@ -34,6 +39,10 @@ impl FileId {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
+    /// The name cannot name a lock file at all; the payload says why (see
+    /// [`invalid_path_reason`]).
+    #[error("invalid lock path: {0}")]
+    InvalidPath(&'static str),
     /// The name refers to something other than a regular file; the payload
     /// says what ("directory", "FIFO", ...). It must be reported without
     /// opening it.
@@ -57,6 +66,83 @@ impl OpenError {
     }
 }
 
+/// Why the text of `path` cannot name a lock file anywhere: it is empty, or
+/// it contains a NUL byte. `None` if neither.
+///
+/// The default opener checks native paths with it, and the WebAssembly host
+/// checks guest paths with it, so that each path is checked once, in the
+/// layer that receives it, with the same words.
+#[must_use]
+pub fn invalid_path_reason(path: &OsStr) -> Option<&'static str> {
+    if path.is_empty() {
+        Some("the path is empty")
+    } else if path.as_encoded_bytes().contains(&0) {
+        Some("the path contains a NUL byte")
+    } else {
+        None
+    }
+}
+
+/// How a lock file is opened by each of the two opens of [`open_lock_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenStep {
+    /// Open the file that is there, read-only, as flock(1) does, so that a
+    /// lock file we may read but not write can still be locked.
+    Existing,
+    /// Create the missing file: write-only, mode [`CREATE_MODE`] before
+    /// umask, never truncating.
+    Create,
+}
+
+/// The flags every lock-file open adds on Unix: `O_NONBLOCK` and
+/// `O_NOCTTY`, so that a FIFO or terminal that appears at the path can
+/// neither block the open nor become our controlling terminal. (Opens must
+/// also be close-on-exec, which std and cap-std add themselves.)
+#[cfg(unix)]
+pub const OPEN_FLAGS: i32 = libc::O_NONBLOCK | libc::O_NOCTTY;
+
+/// The mode of a lock file we create, before the umask, as flock(1) uses.
+#[cfg(unix)]
+pub const CREATE_MODE: u32 = 0o666;
+
+impl OpenStep {
+    /// std's open options for this step, with [`OPEN_FLAGS`] and
+    /// [`CREATE_MODE`] on Unix.
+    #[must_use]
+    pub fn std_options(self) -> std::fs::OpenOptions {
+        let mut options = std::fs::OpenOptions::new();
+        match self {
+            OpenStep::Existing => options.read(true),
+            OpenStep::Create => options.write(true).create(true).truncate(false),
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(CREATE_MODE).custom_flags(OPEN_FLAGS);
+        }
+        options
+    }
+}
+
+/// Opens a lock file the one way every opener should: the file that is
+/// there, read-only; else, if `may_create`, a new one ([`OpenStep`] says how
+/// each open is made). `open` makes one open as its step says, through
+/// whatever the opener opens with: a path, a directory capability.
+///
+/// # Errors
+///
+/// The error of the last open: `NotFound` if the file is missing and may not
+/// be created, or its directory is missing.
+pub fn open_lock_file(
+    may_create: bool,
+    mut open: impl FnMut(OpenStep) -> io::Result<File>,
+) -> io::Result<File> {
+    match open(OpenStep::Existing) {
+        Err(e) if may_create && e.kind() == io::ErrorKind::NotFound => open(OpenStep::Create),
+        other => other,
+    }
+}
+
 /// How a [`Lock`](crate::Lock) finds its lock file.
 ///
 /// [`lock_file`](crate::lock_file) opens a path on the real filesystem. A host
@@ -65,11 +151,12 @@ impl OpenError {
 /// [`Lock::with_opener`](crate::Lock::with_opener).
 pub trait Opener: Send + Sync + 'static {
     /// Opens the lock file for locking, creating it (mode 0666 before umask)
-    /// if it is missing and creating is allowed, and never truncating it.
+    /// if it is missing and creating is allowed, and never truncating it:
+    /// [`open_lock_file`] does that.
     ///
-    /// The open must not block (use `O_NONBLOCK` and `O_NOCTTY`, and set
-    /// close-on-exec) and must not open anything but a regular file where it
-    /// can tell beforehand: report [`OpenError::NotRegularFile`] instead.
+    /// The open must not block (use [`OPEN_FLAGS`], and set close-on-exec)
+    /// and must not open anything but a regular file where it can tell
+    /// beforehand: report [`OpenError::NotRegularFile`] instead.
     ///
     /// # Errors
     ///
@@ -94,6 +181,9 @@ pub(crate) struct PathOpener(pub(crate) PathBuf);
 
 impl Opener for PathOpener {
     fn open(&self) -> Result<File, OpenError> {
+        if let Some(reason) = invalid_path_reason(self.0.as_os_str()) {
+            return Err(OpenError::InvalidPath(reason));
+        }
         // Refuse special files before opening them: opening a device can have
         // side effects. The check after opening covers a swap in between.
         if let Ok(meta) = std::fs::metadata(&self.0)
@@ -101,7 +191,9 @@ impl Opener for PathOpener {
         {
             return Err(OpenError::NotRegularFile(kind));
         }
-        Ok(sys::open(&self.0)?)
+        Ok(open_lock_file(true, |step| {
+            step.std_options().open(&self.0)
+        })?)
     }
 
     fn identify(&self) -> io::Result<Option<FileId>> {

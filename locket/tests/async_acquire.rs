@@ -7,31 +7,30 @@ use std::time::{Duration, Instant};
 
 use locket::{FileId, Lock, LockError, Mode, OpenError, Opener, lock_file};
 
-/// A generous upper bound for things that should happen at once.
-const PROMPT: Duration = Duration::from_secs(10);
-const TRY_ONCE: Option<Duration> = Some(Duration::ZERO);
+mod common;
 
-fn scratch() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.lock");
-    (dir, path)
+use common::{PROMPT, TRY_ONCE, scratch};
+
+/// Runs this file's tests one at a time. Two of them count the process's
+/// POSIX timers, and the others make timers (every timed or cancellable wait
+/// does), so a test running beside them would change the count.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether another handle can take the lock at once (and then lets it go).
 fn is_free(path: &Path) -> bool {
-    let other = lock_file(path);
-    match other.acquire_with(Mode::Exclusive, TRY_ONCE) {
-        Ok(()) => true,
-        Err(LockError::Timeout { .. }) => false,
-        Err(e) => panic!("probing {}: {e}", path.display()),
-    }
+    common::is_free(path, Mode::Exclusive)
 }
 
 /// The POSIX timers this process has now (each timed kernel wait makes one).
 fn posix_timers() -> usize {
     fs::read_to_string("/proc/self/timers")
-        .map(|t| t.lines().filter(|l| l.starts_with("ID:")).count())
-        .unwrap_or(0)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("ID:"))
+        .count()
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
@@ -43,6 +42,7 @@ fn current_thread() -> tokio::runtime::Runtime {
 
 #[test]
 fn uncontended_acquire_completes_and_the_guard_releases() {
+    let _serial = one_at_a_time();
     let (_dir, path) = scratch();
     current_thread().block_on(async {
         let lock = lock_file(&path);
@@ -68,6 +68,7 @@ fn uncontended_acquire_completes_and_the_guard_releases() {
 /// the lock could never run to release it, and this test would hang.
 #[test]
 fn a_waiting_acquire_does_not_block_a_single_threaded_runtime() {
+    let _serial = one_at_a_time();
     let (_dir, path) = scratch();
     let outcome = current_thread().block_on(async {
         let holder = lock_file(&path);
@@ -84,6 +85,7 @@ fn a_waiting_acquire_does_not_block_a_single_threaded_runtime() {
 
 #[test]
 fn a_waiter_with_or_without_timeout_gets_the_lock_when_it_is_released() {
+    let _serial = one_at_a_time();
     let (_dir, path) = scratch();
     for timeout in [None, Some(Duration::from_secs(60))] {
         let rt = current_thread();
@@ -105,6 +107,7 @@ fn a_waiter_with_or_without_timeout_gets_the_lock_when_it_is_released() {
 
 #[test]
 fn an_async_timeout_expires_on_time() {
+    let _serial = one_at_a_time();
     let (_dir, path) = scratch();
     let holder = lock_file(&path);
     holder.acquire().unwrap();
@@ -129,6 +132,7 @@ fn an_async_timeout_expires_on_time() {
 /// the lock is not taken later, and the wait's timer is gone.
 #[test]
 fn dropping_a_waiting_acquire_cancels_it() {
+    let _serial = one_at_a_time();
     let (_dir, path) = scratch();
     let holder = lock_file(&path);
     holder.acquire().unwrap();
@@ -172,6 +176,7 @@ fn dropping_a_waiting_acquire_cancels_it() {
 /// the future is dropped nobody holds the lock.
 #[test]
 fn a_cancel_racing_a_release_never_leaves_the_lock_held() {
+    let _serial = one_at_a_time();
     let (_dir, path) = scratch();
     let rt = current_thread();
     let holder = lock_file(&path);
@@ -197,6 +202,7 @@ fn a_cancel_racing_a_release_never_leaves_the_lock_held() {
 /// the acquire completes: dropping it releases the lock at once.
 #[test]
 fn dropping_a_handle_after_a_waited_acquire_releases_at_once() {
+    let _serial = one_at_a_time();
     let (_dir, path) = scratch();
     let rt = current_thread();
     let holder = lock_file(&path);
@@ -221,6 +227,7 @@ fn dropping_a_handle_after_a_waited_acquire_releases_at_once() {
 /// counter file under the lock: no update may be lost.
 #[test]
 fn sixty_four_tasks_on_two_threads_lose_no_update() {
+    let _serial = one_at_a_time();
     const TASKS: usize = 64;
     const STEPS: usize = 20;
     let (dir, path) = scratch();
@@ -259,6 +266,7 @@ fn sixty_four_tasks_on_two_threads_lose_no_update() {
 /// drop still cancels it promptly.
 #[test]
 fn a_polling_wait_is_cancelled_too() {
+    let _serial = one_at_a_time();
     let (_dir, path) = scratch();
     let holder = lock_file(&path);
     holder.acquire().unwrap();
@@ -286,6 +294,7 @@ fn a_polling_wait_is_cancelled_too() {
 /// the acquire, instead of leaving it pending forever.
 #[test]
 fn a_panicking_opener_on_the_helper_thread_reaches_the_caller() {
+    let _serial = one_at_a_time();
     struct Fussy(PathBuf);
     impl Opener for Fussy {
         fn open(&self) -> Result<fs::File, OpenError> {
@@ -329,15 +338,7 @@ fn block_wake_signal() {
 
 /// Whether the kernel shows someone blocked on `path`'s lock.
 fn has_waiter(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let inode = format!(":{}", fs::metadata(path).unwrap().ino());
-    fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&"->") && fields.get(6).is_some_and(|f| f.ends_with(&inode))
-        })
+    !locket::waiters(path).unwrap().is_empty()
 }
 
 /// Waits until the kernel shows someone blocked on `path`'s lock.

@@ -9,34 +9,26 @@ use std::time::{Duration, Instant};
 
 use locket::{LockError, LockGroup, Mode, lock_file};
 
-/// A generous upper bound for things that should happen at once.
-const PROMPT: Duration = Duration::from_secs(10);
-const TRY_ONCE: Option<Duration> = Some(Duration::ZERO);
+mod common;
 
-fn scratch() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.lock");
-    (dir, path)
-}
+use common::{PROMPT, TRY_ONCE, is_free, scratch};
 
 fn assert_busy(path: impl AsRef<Path>, mode: Mode) {
-    let other = lock_file(path.as_ref());
-    match other.acquire_with(mode, TRY_ONCE) {
-        Err(LockError::Timeout { path: p, timeout }) => {
-            assert_eq!(p, path.as_ref());
-            assert_eq!(timeout, Duration::ZERO);
-        }
-        other => panic!(
-            "expected {} to be busy, got {other:?}",
-            path.as_ref().display()
-        ),
-    }
+    let path = path.as_ref();
+    assert!(
+        !is_free(path, mode),
+        "expected {} to be busy",
+        path.display()
+    );
 }
 
 fn assert_free(path: impl AsRef<Path>, mode: Mode) {
-    let other = lock_file(path.as_ref());
-    other.acquire_with(mode, TRY_ONCE).unwrap();
-    other.release().unwrap();
+    let path = path.as_ref();
+    assert!(
+        is_free(path, mode),
+        "expected {} to be free",
+        path.display()
+    );
 }
 
 #[test]

@@ -1,12 +1,19 @@
-//! Support for the cross-process tests: real child processes driven by lines,
-//! and the example guest plugins, built for wasm32-wasip2 by this crate's
-//! build script.
+//! The fixtures of the cross-process tests, which the demo and the
+//! benchmark use too: the peers, and the helpers the tests share.
+//!
+//! A *peer* is a real process that holds a lock and is driven by lines: the
+//! `locket` crate (`locket-peer`), a plugin under `locket-host`
+//! (`locker.wasm`), Python's locket and py-filelock, and util-linux flock(1).
+//! They all speak one line protocol with one error vocabulary, written down
+//! in `tests/peers/README.md`. [`Peer`] says how to start each kind, and
+//! [`LineProcess`] drives one. The plugins are built for wasm32-wasip2 by
+//! this crate's build script; [`guests`] has their paths.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -78,13 +85,13 @@ impl LineProcess {
         Self::spawn(host_command(host_args, plugin, plugin_args))
     }
 
-    /// Spawns the `locket-helper` binary on `path`.
+    /// Spawns the native peer (`locket-peer`) on the lock file `path`.
     ///
     /// # Errors
     ///
     /// As [`LineProcess::spawn`].
-    pub fn helper(path: &Path) -> anyhow::Result<Self> {
-        let mut command = Command::new(helper_exe());
+    pub fn native(path: &Path) -> anyhow::Result<Self> {
+        let mut command = Command::new(native_peer_exe());
         command.arg(path);
         Self::spawn(command)
     }
@@ -120,6 +127,20 @@ impl LineProcess {
         self.lines.recv_timeout(within).ok()
     }
 
+    /// The last word of the next line (within [`PROMPT`]), as a number: the
+    /// answer of a measurement command such as `bench N` or `at NS`.
+    ///
+    /// # Errors
+    ///
+    /// If no line comes, or its last word is not a number.
+    pub fn number(&mut self) -> anyhow::Result<f64> {
+        let line = self.line_within(PROMPT)?;
+        line.split_whitespace()
+            .last()
+            .and_then(|w| w.parse().ok())
+            .with_context(|| format!("{}: expected a number, got {line:?}", self.name))
+    }
+
     /// Waits up to [`PROMPT`] for the next line and checks it starts with `prefix`.
     ///
     /// # Errors
@@ -151,7 +172,7 @@ impl LineProcess {
     /// If it does not exit in time or cannot be waited for.
     pub fn wait(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         self.stdin = None;
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
@@ -211,15 +232,158 @@ impl Drop for LineProcess {
     }
 }
 
-/// The path of the `locket-helper` binary built beside the running test.
+/// The kinds of peer, each a real program that locks (see `tests/peers/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The `locket` crate: `locket-peer PATH`.
+    Native,
+    /// A raw std `File::lock`, the benchmark's floor: `locket-peer --raw PATH`.
+    RawFlock,
+    /// A plugin, `locker.wasm`, under `locket-host run`, with the lock file's
+    /// directory granted as `/data`.
+    Plugin,
+    /// Python's locket 1.0.0, from the project's `.venv`.
+    PyLocket,
+    /// py-filelock 4.3.1, from the project's `.venv`.
+    PyFilelock,
+    /// util-linux flock(1), through `tests/peers/flock-peer.sh`.
+    Flock,
+}
+
+impl Peer {
+    /// The command that starts this peer on the lock file `dir/name`.
+    ///
+    /// # Panics
+    ///
+    /// For a Python peer, if the project's `.venv` is missing (`./test.sh`
+    /// makes it).
+    #[must_use]
+    pub fn command(self, dir: &Path, name: &str) -> Command {
+        let lock = dir.join(name);
+        match self {
+            Peer::Native | Peer::RawFlock => {
+                let mut c = Command::new(native_peer_exe());
+                if self == Peer::RawFlock {
+                    c.arg("--raw");
+                }
+                c.arg(&lock);
+                c
+            }
+            Peer::Plugin => {
+                host_command(&[&grant(dir)], guests::LOCKER, &[&format!("/data/{name}")])
+            }
+            Peer::PyLocket | Peer::PyFilelock => {
+                let python = venv_python().unwrap_or_else(|| {
+                    panic!(
+                        "{}/.venv is missing: ./test.sh installs locket and filelock there",
+                        root().display()
+                    )
+                });
+                let mut c = Command::new(python);
+                c.arg(root().join("tests/peers/python-peer.py"))
+                    .arg(if self == Peer::PyLocket {
+                        "locket"
+                    } else {
+                        "filelock"
+                    })
+                    .arg(&lock);
+                c
+            }
+            Peer::Flock => {
+                let mut c = Command::new(root().join("tests/peers/flock-peer.sh"));
+                c.arg(&lock);
+                c
+            }
+        }
+    }
+
+    /// Starts this peer on `dir/name` and waits until it is ready.
+    ///
+    /// # Errors
+    ///
+    /// As [`LineProcess::spawn`].
+    pub fn start(self, dir: &Path, name: &str) -> anyhow::Result<LineProcess> {
+        LineProcess::spawn(self.command(dir, name))
+            .with_context(|| format!("starting the {self:?} peer"))
+    }
+
+    /// The peer's name in the protocol's file names for data: how this peer
+    /// names the file `dir/name` (a plugin sees `dir` as `/data`).
+    #[must_use]
+    pub fn path_of(self, dir: &Path, name: &str) -> String {
+        match self {
+            Peer::Plugin => format!("/data/{name}"),
+            _ => dir.join(name).display().to_string(),
+        }
+    }
+}
+
+/// Checks that a `holder` peer excludes a `waiter` peer on one lock file and
+/// hands it over, both started in a scratch directory: for each of
+/// `requests` (how the waiter asks, such as `acquire`, `acquire 60000` or
+/// `acquire-shared`), the holder acquires; the waiter's try (`acquire 0`)
+/// fails with `timeout`; the waiter, asking as the request says, does not get
+/// in while the lock is held, and gets it soon after the holder releases; the
+/// holder's try then fails in turn, and the waiter releases.
+///
+/// # Panics
+///
+/// If any of that does not happen.
+pub fn holder_hands_over(holder: Peer, waiter: Peer, requests: &[&str]) {
+    let (dir, _) = scratch();
+    let what = format!("{holder:?} holds, {waiter:?} waits");
+    let start = |kind: Peer| {
+        kind.start(dir.path(), "x.lock")
+            .unwrap_or_else(|e| panic!("{kind:?}: {e:#}"))
+    };
+    let (mut holding, mut waiting) = (start(holder), start(waiter));
+    for request in requests {
+        holding.ask("acquire", "acquired").unwrap();
+        let line = waiting.ask("acquire 0", "error").unwrap();
+        assert!(line.starts_with("error: timeout"), "{what}: {line}");
+        waiting.send(request).unwrap();
+        assert_eq!(
+            waiting.maybe_line(Duration::from_millis(100)),
+            None,
+            "{what}: the waiter got in while the lock was held ({request})"
+        );
+        holding.ask("release", "released").unwrap();
+        assert_eq!(
+            waiting.line_within(PROMPT).unwrap(),
+            "acquired",
+            "{what} ({request})"
+        );
+        let line = holding.ask("acquire 0", "error").unwrap();
+        assert!(line.starts_with("error: timeout"), "{what}: {line}");
+        waiting.ask("release", "released").unwrap();
+    }
+}
+
+/// The root of this checkout.
 #[must_use]
-pub fn helper_exe() -> std::path::PathBuf {
-    sibling_exe("locket-helper")
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the checkout")
+        .to_path_buf()
+}
+
+/// The Python of the project's `.venv`, if `scripts/prepare-tests.sh` made it.
+#[must_use]
+pub fn venv_python() -> Option<PathBuf> {
+    let python = root().join(".venv/bin/python");
+    python.exists().then_some(python)
+}
+
+/// The path of the native peer, `locket-peer`, built beside the running test.
+#[must_use]
+pub fn native_peer_exe() -> PathBuf {
+    sibling_exe("locket-peer")
 }
 
 /// The path of a binary of this package, built beside the running test binary.
 #[must_use]
-pub fn sibling_exe(name: &str) -> std::path::PathBuf {
+pub fn sibling_exe(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("current exe");
     dir.pop();
     if dir.ends_with("deps") {
@@ -228,13 +392,14 @@ pub fn sibling_exe(name: &str) -> std::path::PathBuf {
     dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
-/// The example guest plugins of this checkout, built for wasm32-wasip2.
+/// The plugins of this checkout, built for wasm32-wasip2.
 pub mod guests {
-    /// `counter.wasm`: increments a counter file N times under a lock.
+    /// `counter.wasm`, the example plugin (`examples/counter`): increments
+    /// a counter file N times under a lock.
     pub const COUNTER: &str = env!("GUEST_COUNTER");
-    /// `locker.wasm`: acquires and releases as lines on stdin say.
+    /// `locker.wasm`, the plugin peer (`tests/peers/plugins`): the line protocol.
     pub const LOCKER: &str = env!("GUEST_LOCKER");
-    /// `holder.wasm`: holds a lock for a while.
+    /// `holder.wasm` (`tests/peers/plugins`): holds a lock for a while.
     pub const HOLDER: &str = env!("GUEST_HOLDER");
 }
 
@@ -245,7 +410,7 @@ pub mod guests {
 ///
 /// If it has not been built.
 #[must_use]
-pub fn host_exe() -> std::path::PathBuf {
+pub fn host_exe() -> PathBuf {
     let exe = sibling_exe("locket-host");
     assert!(
         exe.exists(),
@@ -255,23 +420,81 @@ pub fn host_exe() -> std::path::PathBuf {
     exe
 }
 
-/// How many processes or threads the kernel shows blocked waiting for the
-/// lock on `path` (the `->` lines of `/proc/locks` for its inode).
+/// How many threads the kernel shows blocked waiting for the lock on `path`.
 ///
 /// # Errors
 ///
 /// If `path` or `/proc/locks` cannot be read.
 pub fn lock_waiters(path: &Path) -> std::io::Result<usize> {
-    use std::os::unix::fs::MetadataExt;
-    let inode = format!(":{}", std::fs::metadata(path)?.ino());
-    let locks = std::fs::read_to_string("/proc/locks")?;
-    Ok(locks
+    locket::waiters(path).map(|w| w.len())
+}
+
+/// Waits until the kernel shows at least `n` threads blocked on `path`'s
+/// lock, at most a minute.
+///
+/// # Errors
+///
+/// If they do not all wait within a minute, or `/proc/locks` cannot be read.
+pub fn wait_for_waiters(path: &Path, n: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let waiting = lock_waiters(path)?;
+        if waiting >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {waiting} of {n} waiters on {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A scratch directory and the path of a lock file `x.lock` in it (not
+/// created).
+///
+/// # Panics
+///
+/// If no temporary directory can be made.
+#[must_use]
+pub fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let path = dir.path().join("x.lock");
+    (dir, path)
+}
+
+/// `--dir=DIR::/data`: `dir` granted to a plugin as `/data`.
+#[must_use]
+pub fn grant(dir: &Path) -> String {
+    format!("--dir={}::/data", dir.display())
+}
+
+/// How many entries the directory `dir` has (of `/proc/PID/fd`, say).
+///
+/// # Panics
+///
+/// If it cannot be read.
+#[must_use]
+pub fn entries(dir: impl AsRef<Path>) -> usize {
+    let dir = dir.as_ref();
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .count()
+}
+
+/// How many POSIX timers process `pid` has (each timed kernel wait makes one).
+///
+/// # Panics
+///
+/// If `/proc/PID/timers` cannot be read.
+#[must_use]
+pub fn posix_timers(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/timers"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/timers: {e}"))
         .lines()
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&"->") && fields.get(6).is_some_and(|f| f.ends_with(&inode))
-        })
-        .count())
+        .filter(|l| l.starts_with("ID:"))
+        .count()
 }
 
 /// A `locket-host run` command with `host_args` before the plugin and
@@ -305,16 +528,15 @@ pub fn flock_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
     command
 }
 
-/// A native `locket` process (`locket-demo --worker`) that adds 1 to the
-/// number in `data` `n` times, each under the lock file `lock`.
+/// A native peer that adds 1 to the number in `data` `n` times, each under
+/// the lock file `lock`, then exits (`locket-peer LOCK "increment DATA N"`).
 #[must_use]
 pub fn native_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
-    let mut command = Command::new(sibling_exe("locket-demo"));
+    let mut command = Command::new(native_peer_exe());
     command
-        .arg("--worker")
         .arg(lock)
-        .arg(data)
-        .arg(n.to_string());
+        .arg(format!("increment {} {n}", data.display()))
+        .stdout(Stdio::null());
     command
 }
 
@@ -323,7 +545,7 @@ pub fn native_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
 #[must_use]
 pub fn plugin_incrementer(dir: &Path, n: u64) -> Command {
     host_command(
-        &[&format!("--dir={}::/data", dir.display())],
+        &[&grant(dir)],
         guests::COUNTER,
         &["/data/counter.lock", "/data/counter", &n.to_string()],
     )
@@ -341,7 +563,7 @@ pub fn plugin_incrementer(dir: &Path, n: u64) -> Command {
 #[must_use]
 pub fn plugin_ends_and_frees(host_args: &[&str], then: &str, code: i32) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let grant = format!("--dir={}::/data", dir.path().display());
+    let grant = grant(dir.path());
     let mut args = vec![grant.as_str()];
     args.extend_from_slice(host_args);
     let mut command = host_command(&args, guests::LOCKER, &["/data/x.lock"]);
@@ -349,7 +571,7 @@ pub fn plugin_ends_and_frees(host_args: &[&str], then: &str, code: i32) -> Strin
     command.stderr(std::fs::File::create(&stderr_path).unwrap());
     let mut plugin = LineProcess::spawn(command).unwrap();
     plugin.ask("acquire", "acquired").unwrap();
-    let mut waiter = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+    let mut waiter = LineProcess::native(&dir.path().join("x.lock")).unwrap();
     waiter.send("acquire").unwrap();
     if let Some(signal) = then.strip_prefix("signal ") {
         let status = Command::new("kill")

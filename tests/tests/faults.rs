@@ -5,11 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use locket_tests::{LineProcess, PROMPT, guests, host_command};
-
-fn grant(dir: &Path) -> String {
-    format!("--dir={}::/data", dir.display())
-}
+use locket_tests::{LineProcess, PROMPT, entries, grant, guests, host_command, posix_timers};
 
 /// A small deterministic generator, seeded from the clock and printed, so a
 /// failing run can be replayed by setting LOCKET_TEST_SEED.
@@ -70,7 +66,7 @@ fn a_sigkilled_host_never_leaves_its_plugins_lock_held() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("counter"), "0\n").unwrap();
     let mut rng = Rng::new();
-    let mut waiter = LineProcess::helper(&dir.path().join("counter.lock")).unwrap();
+    let mut waiter = LineProcess::native(&dir.path().join("counter.lock")).unwrap();
     for round in 0..50 {
         // The counter plugin takes and releases the lock as fast as it can, so
         // a kill lands before, during or after a hold.
@@ -97,7 +93,7 @@ fn a_sigkilled_host_never_leaves_its_plugins_lock_held() {
 fn a_host_sigkilled_while_its_plugin_holds_the_lock_frees_it_every_time() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new();
-    let mut waiter = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+    let mut waiter = LineProcess::native(&dir.path().join("x.lock")).unwrap();
     for round in 0..50 {
         let mut plugin =
             LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &["/data/x.lock"]).unwrap();
@@ -128,7 +124,7 @@ fn a_host_sigkilled_while_its_plugin_holds_the_lock_frees_it_every_time() {
 fn a_sigkilled_native_holder_frees_the_lock_for_a_waiting_plugin() {
     let dir = tempfile::tempdir().unwrap();
     for request in ["acquire", "acquire 60000"] {
-        let mut holder = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+        let mut holder = LineProcess::native(&dir.path().join("x.lock")).unwrap();
         holder.ask("acquire", "acquired").unwrap();
         let mut plugin =
             LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &["/data/x.lock"]).unwrap();
@@ -139,44 +135,38 @@ fn a_sigkilled_native_holder_frees_the_lock_for_a_waiting_plugin() {
     }
 }
 
-/// The POSIX timers process `pid` has.
-fn timers(pid: u32) -> usize {
-    std::fs::read_to_string(format!("/proc/{pid}/timers"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("ID:"))
-        .count()
-}
-
-fn count(dir: String) -> usize {
-    std::fs::read_dir(dir).unwrap().count()
-}
-
 #[test]
 fn ten_thousand_cycles_leak_no_descriptor_or_thread_in_the_host() {
     let dir = tempfile::tempdir().unwrap();
-    let mut holder = LineProcess::helper(&dir.path().join("held.lock")).unwrap();
+    let mut holder = LineProcess::native(&dir.path().join("held.lock")).unwrap();
     holder.ask("acquire", "acquired").unwrap();
     let mut plugin = LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &[]).unwrap();
     let pid = plugin.id();
     let cycles = |plugin: &mut LineProcess, n: u32| {
         plugin
-            .send(&format!("cycles {n} /data/free.lock /data/held.lock"))
+            .send(&format!("churn {n} /data/free.lock /data/held.lock"))
             .unwrap();
-        assert_eq!(plugin.line_within(PROMPT * 6).unwrap(), "cycles done");
+        assert_eq!(
+            plugin.line_within(PROMPT * 6).unwrap(),
+            format!("churned {n}")
+        );
     };
     cycles(&mut plugin, 10); // one-time set-up (signal handler, caches) first
-    let fds = count(format!("/proc/{pid}/fd"));
-    let threads = count(format!("/proc/{pid}/task"));
-    let timer_count = timers(pid);
+    let fds = entries(format!("/proc/{pid}/fd"));
+    let threads = entries(format!("/proc/{pid}/task"));
+    let timer_count = posix_timers(pid);
     cycles(&mut plugin, 10_000);
-    assert_eq!(count(format!("/proc/{pid}/fd")), fds, "descriptors leaked");
     assert_eq!(
-        count(format!("/proc/{pid}/task")),
+        entries(format!("/proc/{pid}/fd")),
+        fds,
+        "descriptors leaked"
+    );
+    assert_eq!(
+        entries(format!("/proc/{pid}/task")),
         threads,
         "threads leaked"
     );
-    assert_eq!(timers(pid), timer_count, "POSIX timers leaked");
+    assert_eq!(posix_timers(pid), timer_count, "POSIX timers leaked");
     eprintln!(
         "after 10,000 cycles: {fds} descriptors, {threads} threads, {timer_count} timers, as before"
     );

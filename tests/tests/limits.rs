@@ -2,17 +2,7 @@
 //! cleanly when it misbehaves or the host is told to stop, and its locks are
 //! released every time.
 
-use std::path::Path;
-
-use locket_tests::{LineProcess, PROMPT, guests};
-
-fn grant(dir: &Path) -> String {
-    format!("--dir={}::/data", dir.display())
-}
-
-fn count(dir: String) -> usize {
-    std::fs::read_dir(dir).unwrap().count()
-}
+use locket_tests::{LineProcess, PROMPT, entries, grant, guests};
 
 #[test]
 fn a_handle_loop_hits_max_locks_with_limit_not_descriptor_exhaustion() {
@@ -31,8 +21,8 @@ fn a_handle_loop_hits_max_locks_with_limit_not_descriptor_exhaustion() {
     p.ask("open-many /data/many 5000", "opened 3000").unwrap();
     p.expect("error: limit").unwrap();
     p.ask("acquire-kept", "acquired 3000").unwrap();
-    assert!(count(format!("/proc/{}/fd", p.id())) >= 3000);
-    let mut native = LineProcess::helper(&dir.path().join("many-2999")).unwrap();
+    assert!(entries(format!("/proc/{}/fd", p.id())) >= 3000);
+    let mut native = LineProcess::native(&dir.path().join("many-2999")).unwrap();
     native.ask("acquire 0", "error: timeout").unwrap();
     p.ask("open /data/one-more", "error: limit").unwrap();
 }
@@ -70,7 +60,7 @@ fn sigint_and_sigterm_end_the_run_cleanly() {
 #[test]
 fn the_hosts_own_wake_up_signal_from_outside_neither_fails_nor_ends_a_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let mut holder = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+    let mut holder = LineProcess::native(&dir.path().join("x.lock")).unwrap();
     holder.ask("acquire", "acquired").unwrap();
     let mut plugin =
         LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &["/data/x.lock"]).unwrap();

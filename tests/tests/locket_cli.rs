@@ -1,9 +1,9 @@
-//! The native `locket lock` command, against helpers, flock(1) and plugins.
+//! The native `locket` command, against native peers, flock(1) and plugins.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use locket_tests::{LineProcess, guests, sibling_exe};
+use locket_tests::{LineProcess, Peer, guests, sibling_exe};
 
 fn locket() -> Command {
     Command::new(sibling_exe("locket"))
@@ -29,7 +29,7 @@ fn the_lock_is_held_while_the_command_runs_and_released_after() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.lock");
     let mut held = holding(&path, &[], "echo ready; read line; exit 0");
-    LineProcess::helper(&path)
+    LineProcess::native(&path)
         .unwrap()
         .ask("acquire 0", "error: timeout")
         .unwrap();
@@ -169,7 +169,7 @@ fn sigterm_and_sigint_reach_the_command() {
         assert!(kill.unwrap().success());
         held.expect(&format!("got {signal}")).unwrap();
         assert_eq!(held.wait().unwrap().code(), Some(code), "{signal}");
-        LineProcess::helper(&path)
+        LineProcess::native(&path)
             .unwrap()
             .ask("acquire 0", "acquired")
             .unwrap();
@@ -238,20 +238,20 @@ fn holders_lists_pids_modes_and_commands() {
     assert_eq!(holders(&path, true), "[]\n");
 
     // Shared holders.
-    let mut a = LineProcess::helper(&path).unwrap();
-    let mut b = LineProcess::helper(&path).unwrap();
+    let mut a = LineProcess::native(&path).unwrap();
+    let mut b = LineProcess::native(&path).unwrap();
     a.ask("acquire-shared", "acquired").unwrap();
     b.ask("acquire-shared", "acquired").unwrap();
     let json = holders(&path, true);
     for p in [&a, &b] {
         let entry = format!(
-            "{{\"pid\":{},\"mode\":\"shared\",\"state\":\"holding\",\"command\":\"locket-helper\"}}",
+            "{{\"pid\":{},\"mode\":\"shared\",\"state\":\"holding\",\"command\":\"locket-peer\"}}",
             p.id()
         );
         assert!(json.contains(&entry), "{entry} not in {json}");
     }
     // An exclusive waiter shows as waiting, where the kernel shows it.
-    let mut w = LineProcess::helper(&path).unwrap();
+    let mut w = LineProcess::native(&path).unwrap();
     w.send("acquire").unwrap();
     let started = std::time::Instant::now();
     let waiting = format!("{:<8} exclusive  waiting", w.id());
@@ -267,7 +267,7 @@ fn holders_lists_pids_modes_and_commands() {
     w.expect("acquired").unwrap();
     let table = holders(&path, false);
     assert!(
-        table.contains(&format!("{:<8} exclusive  holding  locket-helper", w.id())),
+        table.contains(&format!("{:<8} exclusive  holding  locket-peer", w.id())),
         "{table}"
     );
     w.ask("release", "released").unwrap();
@@ -288,19 +288,10 @@ fn holders_lists_pids_modes_and_commands() {
 
     // flock(1) on an inherited descriptor: the `flock` process that took the
     // lock has exited, and the shell that keeps the descriptor holds it.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let mut shell = LineProcess::spawn({
-        let mut c = Command::new(root.join("tests/flock-locker.sh"));
-        c.arg(&path);
-        c
-    })
-    .unwrap();
+    let mut shell = LineProcess::spawn(Peer::Flock.command(dir.path(), "x.lock")).unwrap();
     shell.ask("acquire", "acquired").unwrap();
     let table = holders(&path, false);
-    let expected = format!("{:<8} exclusive  holding  flock-locker.sh", shell.id());
+    let expected = format!("{:<8} exclusive  holding  flock-peer.sh", shell.id());
     assert!(table.contains(&expected), "{expected:?} not in {table}");
 }
 

@@ -1,20 +1,15 @@
 //! Plugins under the real `locket-host`, against native processes: each
-//! guest is a `locket-host run` process, each native locker a
-//! `locket-helper` process.
+//! guest is a `locket-host run` process, each native locker a native peer
+//! (`locket-peer`) process.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use locket_tests::{LineProcess, PROMPT, guests, host_command};
+use locket_tests::{LineProcess, PROMPT, Peer, grant, guests, holder_hands_over, host_command};
 
 fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-/// `--dir DIR::/data` for a scratch directory.
-fn grant(dir: &Path) -> String {
-    format!("--dir={}::/data", dir.display())
+    locket_tests::scratch().0
 }
 
 /// A locker plugin with handle 0 on `/data/x.lock`.
@@ -23,41 +18,18 @@ fn locker(dir: &Path) -> LineProcess {
 }
 
 fn native(dir: &Path) -> LineProcess {
-    LineProcess::helper(&dir.join("x.lock")).unwrap()
+    LineProcess::native(&dir.join("x.lock")).unwrap()
 }
 
 #[test]
 fn a_plugin_waits_for_a_native_holder_and_gets_the_lock_soon_after() {
-    let dir = scratch();
-    for request in ["acquire", "acquire 60000", "acquire-shared"] {
-        let mut holder = native(dir.path());
-        let mut plugin = locker(dir.path());
-        holder.ask("acquire", "acquired").unwrap();
-        plugin.send(request).unwrap();
-        assert_eq!(
-            plugin.maybe_line(Duration::from_millis(100)),
-            None,
-            "{request}"
-        );
-        holder.ask("release", "released").unwrap();
-        assert_eq!(plugin.line_within(PROMPT).unwrap(), "acquired", "{request}");
-        holder.ask("acquire 0", "error: timeout").unwrap();
-    }
+    let requests = ["acquire", "acquire 60000", "acquire-shared"];
+    holder_hands_over(Peer::Native, Peer::Plugin, &requests);
 }
 
 #[test]
 fn a_native_process_waits_for_a_plugin_holder_and_gets_the_lock_soon_after() {
-    let dir = scratch();
-    for request in ["acquire", "acquire 60000"] {
-        let mut plugin = locker(dir.path());
-        let mut waiter = native(dir.path());
-        plugin.ask("acquire", "acquired").unwrap();
-        waiter.send(request).unwrap();
-        assert_eq!(waiter.maybe_line(Duration::from_millis(100)), None);
-        plugin.ask("release", "released").unwrap();
-        assert_eq!(waiter.line_within(PROMPT).unwrap(), "acquired");
-        plugin.ask("acquire 0", "error: timeout").unwrap();
-    }
+    holder_hands_over(Peer::Plugin, Peer::Native, &["acquire", "acquire 60000"]);
 }
 
 #[test]
@@ -81,14 +53,7 @@ fn timeout_zero_fails_at_once_and_a_timeout_expires_on_time_in_a_plugin() {
 
 #[test]
 fn two_plugins_exclude_each_other() {
-    let dir = scratch();
-    let mut a = locker(dir.path());
-    let mut b = locker(dir.path());
-    a.ask("acquire", "acquired").unwrap();
-    b.ask("acquire 0", "error: timeout").unwrap();
-    b.send("acquire").unwrap();
-    a.ask("release", "released").unwrap();
-    assert_eq!(b.line_within(PROMPT).unwrap(), "acquired");
+    holder_hands_over(Peer::Plugin, Peer::Plugin, &["acquire"]);
 }
 
 #[test]
@@ -163,7 +128,7 @@ fn a_read_only_grant_locks_existing_files_but_creates_none() {
     p.ask("#1 acquire", "error: access-denied").unwrap();
     assert!(!dir.path().join("new.lock").exists());
     native(dir.path()).ask("acquire 0", "acquired").unwrap(); // x.lock, a different file
-    LineProcess::helper(&dir.path().join("exists.lock"))
+    LineProcess::native(&dir.path().join("exists.lock"))
         .unwrap()
         .ask("acquire 0", "error: timeout")
         .unwrap();

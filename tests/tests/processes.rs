@@ -1,53 +1,33 @@
-//! locket across real processes: each holder and waiter is its own
-//! `locket-helper` (or util-linux `flock`) process.
+//! locket across real processes: each holder and waiter is its own native
+//! peer (`locket-peer`) or util-linux `flock` process.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use locket_tests::{LineProcess, PROMPT};
+use locket_tests::{LineProcess, PROMPT, Peer, holder_hands_over, scratch};
 
-fn scratch() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.lock");
-    (dir, path)
-}
-
-fn helper(path: &Path) -> LineProcess {
-    LineProcess::helper(path).unwrap()
+fn native(path: &Path) -> LineProcess {
+    LineProcess::native(path).unwrap()
 }
 
 #[test]
 fn a_blocked_waiter_gets_the_lock_soon_after_release() {
-    let (_dir, path) = scratch();
     // Without a timeout, with a long one, and for a shared waiter.
-    for request in [
+    let requests = [
         "acquire",
         "acquire 60000",
         "acquire-shared",
         "acquire-shared 60000",
-    ] {
-        let mut holder = helper(&path);
-        let mut waiter = helper(&path);
-        holder.ask("acquire", "acquired").unwrap();
-        waiter.send(request).unwrap();
-        assert_eq!(
-            waiter.maybe_line(Duration::from_millis(100)),
-            None,
-            "{request}: the waiter got in while the lock was held"
-        );
-        holder.ask("release", "released").unwrap();
-        waiter.expect("acquired").unwrap();
-        // And now the waiter excludes the old holder.
-        holder.ask("acquire 0", "error: timeout").unwrap();
-    }
+    ];
+    holder_hands_over(Peer::Native, Peer::Native, &requests);
 }
 
 #[test]
 fn a_waiter_with_timeout_zero_fails_at_once() {
     let (_dir, path) = scratch();
-    let mut holder = helper(&path);
-    let mut waiter = helper(&path);
+    let mut holder = native(&path);
+    let mut waiter = native(&path);
     holder.ask("acquire", "acquired").unwrap();
     let started = Instant::now();
     let line = waiter.ask("acquire 0", "error: timeout").unwrap();
@@ -59,8 +39,8 @@ fn a_waiter_with_timeout_zero_fails_at_once() {
 #[test]
 fn a_timeout_expires_neither_early_nor_very_late_across_processes() {
     let (_dir, path) = scratch();
-    let mut holder = helper(&path);
-    let mut waiter = helper(&path);
+    let mut holder = native(&path);
+    let mut waiter = native(&path);
     holder.ask("acquire-shared", "acquired").unwrap();
     let started = Instant::now();
     waiter.send("acquire 300").unwrap();
@@ -77,7 +57,7 @@ fn a_timeout_expires_neither_early_nor_very_late_across_processes() {
     );
     // The timed-out waiter holds nothing.
     holder.ask("release", "released").unwrap();
-    let mut third = helper(&path);
+    let mut third = native(&path);
     third.ask("acquire 0", "acquired").unwrap();
 }
 
@@ -85,8 +65,8 @@ fn a_timeout_expires_neither_early_nor_very_late_across_processes() {
 fn a_sigkilled_holder_frees_the_lock_for_a_waiter() {
     let (_dir, path) = scratch();
     for request in ["acquire", "acquire 60000"] {
-        let mut holder = helper(&path);
-        let mut waiter = helper(&path);
+        let mut holder = native(&path);
+        let mut waiter = native(&path);
         holder.ask("acquire", "acquired").unwrap();
         waiter.send(request).unwrap();
         holder.kill().unwrap();
@@ -102,25 +82,25 @@ fn the_same_file_under_other_names_is_the_same_lock_across_processes() {
     let hardlink = dir.path().join("hardlink.lock");
     std::os::unix::fs::symlink("x.lock", &symlink).unwrap(); // relative target
     std::fs::hard_link(&path, &hardlink).unwrap();
-    let mut holder = helper(&symlink);
+    let mut holder = native(&symlink);
     holder.ask("acquire", "acquired").unwrap();
     for name in [&path, &hardlink, &dir.path().join("./sub/../x.lock")] {
         std::fs::create_dir_all(dir.path().join("sub")).unwrap();
-        helper(name).ask("acquire 0", "error: timeout").unwrap();
+        native(name).ask("acquire 0", "error: timeout").unwrap();
     }
     holder.ask("release", "released").unwrap();
-    let mut by_hardlink = helper(&hardlink);
+    let mut by_hardlink = native(&hardlink);
     by_hardlink.ask("acquire-shared", "acquired").unwrap();
-    helper(&symlink).ask("acquire 0", "error: timeout").unwrap();
-    helper(&path).ask("acquire-shared 0", "acquired").unwrap();
+    native(&symlink).ask("acquire 0", "error: timeout").unwrap();
+    native(&path).ask("acquire-shared 0", "acquired").unwrap();
 }
 
 #[test]
 fn shared_holders_in_different_processes_coexist() {
     let (_dir, path) = scratch();
-    let mut a = helper(&path);
-    let mut b = helper(&path);
-    let mut writer = helper(&path);
+    let mut a = native(&path);
+    let mut b = native(&path);
+    let mut writer = native(&path);
     a.ask("acquire-shared", "acquired").unwrap();
     b.ask("acquire-shared 0", "acquired").unwrap();
     writer.send("acquire").unwrap();
@@ -133,14 +113,14 @@ fn shared_holders_in_different_processes_coexist() {
 #[test]
 fn errors_are_reported_through_the_line_protocol() {
     let (dir, path) = scratch();
-    let mut h = helper(&path);
+    let mut h = native(&path);
     h.ask("release", "error: not-locked").unwrap();
     h.ask("acquire", "acquired").unwrap();
     h.ask("acquire-shared", "error: already-locked").unwrap();
-    let mut missing = helper(&dir.path().join("nope/x.lock"));
+    let mut missing = native(&dir.path().join("nope/x.lock"));
     missing.ask("acquire", "error: missing-parent").unwrap();
     assert!(!dir.path().join("nope").exists());
-    let mut directory = helper(dir.path());
+    let mut directory = native(dir.path());
     directory.ask("acquire", "error: not-regular-file").unwrap();
 }
 
@@ -153,7 +133,7 @@ fn a_created_lock_file_has_mode_0666_before_umask() {
         command
             .arg("-c")
             .arg(format!("umask {umask} && exec \"$0\" \"$1\""))
-            .arg(locket_tests::helper_exe())
+            .arg(locket_tests::native_peer_exe())
             .arg(&path);
         let mut h = LineProcess::spawn(command).unwrap();
         h.ask("acquire", "acquired").unwrap();
@@ -166,12 +146,12 @@ fn a_created_lock_file_has_mode_0666_before_umask() {
 #[test]
 fn timed_out_waits_leak_no_descriptor_or_thread() {
     let (_dir, path) = scratch();
-    let mut holder = helper(&path);
+    let mut holder = native(&path);
     holder.ask("acquire", "acquired").unwrap();
-    let mut waiter = helper(&path);
+    let mut waiter = native(&path);
     // Warm up once so that one-time set-up is not counted as a leak.
-    waiter.ask("cycles 1 1", "fds").unwrap();
-    let line = waiter.ask("cycles 300 1", "fds").unwrap();
+    waiter.ask("timeouts 1 1", "fds").unwrap();
+    let line = waiter.ask("timeouts 300 1", "fds").unwrap();
     let n: Vec<usize> = line
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
@@ -185,7 +165,7 @@ fn timed_out_waits_leak_no_descriptor_or_thread() {
 #[test]
 fn util_linux_flock_and_locket_exclude_each_other() {
     let (_dir, path) = scratch();
-    let mut ours = helper(&path);
+    let mut ours = native(&path);
     ours.ask("acquire", "acquired").unwrap();
     let status = Command::new("flock")
         .args(["-n", "-E", "75"])
@@ -217,9 +197,9 @@ fn util_linux_flock_and_locket_exclude_each_other() {
 fn signals_that_interrupt_a_wait_neither_fail_nor_end_it() {
     let (_dir, path) = scratch();
     for request in ["acquire", "acquire 600000", "acquire-shared 600000"] {
-        let mut holder = helper(&path);
-        let mut command = Command::new(locket_tests::helper_exe());
-        command.arg(&path).env("LOCKET_HELPER_SIGUSR1", "1");
+        let mut holder = native(&path);
+        let mut command = Command::new(locket_tests::native_peer_exe());
+        command.arg(&path).env("LOCKET_PEER_SIGUSR1", "1");
         let mut waiter = LineProcess::spawn(command).unwrap();
         holder.ask("acquire", "acquired").unwrap();
         waiter.send(request).unwrap();

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use locket_tests::{LineProcess, PROMPT};
 
-/// Builds guest/python/locker.py into a component (once per source change).
+/// Builds tests/peers/python-plugin/locker.py into a component (once per
+/// source change).
 fn python_locker() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let source = root.join("guest/python/locker.py");
+    let source = root.join("tests/peers/python-plugin/locker.py");
     let out_dir = locket_tests::sibling_exe("x")
         .parent()
         .unwrap()
@@ -59,7 +60,7 @@ fn a_componentize_py_plugin_locks_beside_native_processes() {
         LineProcess::spawn_within(command, Duration::from_secs(600)).unwrap()
     };
     let mut plugin = start(&wasm);
-    let mut native = LineProcess::helper(&dir.path().join("x.lock")).unwrap();
+    let mut native = LineProcess::native(&dir.path().join("x.lock")).unwrap();
 
     plugin.ask("acquire", "acquired").unwrap();
     native.ask("acquire 0", "error: timeout").unwrap();

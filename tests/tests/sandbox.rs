@@ -218,7 +218,7 @@ fn hostile_paths_get_their_documented_error_and_touch_nothing_outside() {
     assert_eq!(snapshot(&outside), before);
     assert_eq!(snapshot(&ro).len(), before_ro.len());
     assert!(!ro.join("missing.lock").exists());
-    let mut native = LineProcess::helper(&outside.join("secret.lock")).unwrap();
+    let mut native = LineProcess::native(&outside.join("secret.lock")).unwrap();
     native.ask("acquire 0", "acquired").unwrap();
     assert_eq!(
         std::fs::read_to_string(grant.join("ok.lock")).unwrap(),

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use locket_tests::{LineProcess, guests, helper_exe, host_exe};
+use locket_tests::{LineProcess, guests, host_exe, native_peer_exe};
 
 const NOBODY: &str = "65534";
 
@@ -42,14 +42,14 @@ fn a_read_only_lock_file_is_locked_and_others_are_refused_cleanly() {
     let dir = layout();
     let d = dir.path();
     let helper = |name: &str| {
-        let mut c = as_nobody(&helper_exe());
+        let mut c = as_nobody(&native_peer_exe());
         c.arg(d.join(name));
         LineProcess::spawn(c).unwrap()
     };
     // Readable but not writable: locked (opened read-only, like flock(1)).
     let mut reader = helper("readable.lock");
     reader.ask("acquire", "acquired").unwrap();
-    LineProcess::helper(&d.join("readable.lock"))
+    LineProcess::native(&d.join("readable.lock"))
         .unwrap()
         .ask("acquire 0", "error: timeout")
         .unwrap();

@@ -1,19 +1,14 @@
-//! Windows: LockFileEx through std, identity by (volume serial, file index).
-//!
-//! A timed wait polls with backoff: a synchronous LockFileEx cannot be given a
-//! deadline.
+//! Windows: a file's identity is its (volume serial, file index), which
+//! hard links share.
 
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::windows::io::AsRawHandle;
 use std::path::Path;
-use std::time::Instant;
 
 use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, GetFileInformationByHandle,
 };
-
-use crate::Mode;
 
 /// What makes two paths the same lock: the volume and the file index on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,32 +54,4 @@ pub(crate) fn non_regular_kind(meta: &Metadata) -> Option<&'static str> {
     } else {
         Some("special file")
     }
-}
-
-/// Opens (creating if missing) the lock file at `path`, never truncating it.
-pub(crate) fn open(path: &Path) -> io::Result<File> {
-    match OpenOptions::new().read(true).open(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path),
-        other => other,
-    }
-}
-
-/// Waits for `mode` on `file` until `deadline`, polling.
-pub(crate) fn lock_until(file: &File, mode: Mode, deadline: Instant) -> io::Result<bool> {
-    super::poll_until(file, mode, Some(deadline), None)
-}
-
-/// Waits for `mode` on `file` until `deadline` (if any) or until `cancel` is
-/// cancelled, polling; returns whether it got the lock.
-pub(crate) fn lock_cancellable(
-    file: &File,
-    mode: Mode,
-    deadline: Option<Instant>,
-    cancel: &super::Cancel,
-) -> io::Result<bool> {
-    super::poll_until(file, mode, deadline, Some(cancel))
 }

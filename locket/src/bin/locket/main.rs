@@ -55,7 +55,7 @@ struct HoldersArgs {
 struct LockArgs {
     /// How long to wait for the lock: no --wait waits forever, `-w 0` tries
     /// once. A bare number is seconds. Example: -w 500ms, -w 2s, -w 1m
-    #[arg(short = 'w', long = "wait", value_name = "DURATION", value_parser = locket::parse_duration)]
+    #[arg(short = 'w', long = "wait", value_name = "DURATION", value_parser = locket::cli::parse_duration)]
     wait: Option<Duration>,
 
     /// Take a shared lock, which other shared holders may hold at the same
@@ -87,14 +87,7 @@ const EXIT_CANNOT_OPEN: u8 = 66;
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
 fn main() -> ExitCode {
-    // Events go to stderr only when RUST_LOG asks (RUST_LOG=locket=debug).
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
-    }
+    locket::cli::init_tracing();
     match Cli::parse().command {
         Command::Lock(args) => lock_and_run(args),
         Command::Holders(args) => list_holders(&args),
@@ -103,7 +96,7 @@ fn main() -> ExitCode {
 
 #[cfg(target_os = "linux")]
 fn list_holders(args: &HoldersArgs) -> ExitCode {
-    match holders::holders(&args.path) {
+    match locket::holders(&args.path) {
         Ok(list) => {
             if args.json {
                 print!("{}", holders::json(&list));
@@ -272,24 +265,19 @@ fn forward_termination_signals() {
             let _ = errno;
         }
     }
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `action` is zeroed plain data with the fields sigaction reads
-        // set; the handler only makes async-signal-safe calls. SA_RESTART keeps
-        // our wait for the child going.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(signal, std::ptr::null(), &mut old);
-            if old.sa_sigaction == libc::SIG_IGN {
-                continue;
-            }
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward
-                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
-                as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
+    let forward = forward as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+        as libc::sighandler_t;
+    // SAFETY: `forward` only makes async-signal-safe calls and takes the
+    // SA_SIGINFO arguments. SA_RESTART keeps our wait for the child going.
+    let installed = unsafe {
+        locket::cli::handle_signals(
+            &[libc::SIGINT, libc::SIGTERM],
+            forward,
+            libc::SA_RESTART | libc::SA_SIGINFO,
+        )
+    };
+    if let Err(e) = installed {
+        eprintln!("locket: warning: cannot pass signals on to the command: {e}");
     }
 }
 

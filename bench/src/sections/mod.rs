@@ -1,0 +1,9 @@
+//! The measurements, one module a section of the report (the large
+//! plugin start-up is in `startup`, with the small one).
+
+pub mod handoff;
+pub mod memory;
+pub mod startup;
+pub mod throughput;
+pub mod timeouts;
+pub mod uncontended;

@@ -1,0 +1,34 @@
+//! `locket-host`: runs WebAssembly plugin components that lock files beside
+//! native processes.
+//!
+//! This file only dispatches: each subcommand has a file of its own
+//! (`run.rs`, `compile.rs`), the flags are in `cli.rs`, and what both
+//! subcommands need is in `engine.rs` and `artifacts.rs`.
+
+mod artifacts;
+mod cli;
+mod compile;
+mod engine;
+mod run;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, EXIT_USAGE};
+
+fn main() -> ExitCode {
+    let command = Cli::parse().command;
+    locket::cli::init_tracing();
+    let outcome = match command {
+        Command::Run(args) => run::run(args),
+        Command::Compile(args) => compile::compile(&args).map(|()| ExitCode::SUCCESS),
+    };
+    // An `Err` is a failure before any plugin ran: loading, validation,
+    // set-up. A plugin's own outcome is the `Ok` exit code.
+    outcome.unwrap_or_else(|e| {
+        eprintln!("locket-host: error: {e:#}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}

@@ -1,0 +1,29 @@
+//! SIGINT and SIGTERM: a run ends at once, with a message and exit code
+//! 128 + the signal. The kernel then releases every lock the plugin held,
+//! even one it was waiting for inside the host.
+
+/// Installs the handlers, except for a signal the shell told us to ignore
+/// (`cmd &` ignores SIGINT).
+pub(crate) fn exit_on_termination_signals() {
+    extern "C" fn on_signal(signal: libc::c_int) {
+        let message: &[u8] = if signal == libc::SIGINT {
+            b"locket-host: interrupted (SIGINT); the plugin's locks are released\n"
+        } else {
+            b"locket-host: terminated (SIGTERM); the plugin's locks are released\n"
+        };
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; `message` is a
+        // static byte string.
+        unsafe {
+            libc::write(2, message.as_ptr().cast(), message.len());
+            libc::_exit(128 + signal);
+        }
+    }
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: `on_signal` only makes async-signal-safe calls, and takes the
+    // one argument that flags 0 ask for.
+    let installed =
+        unsafe { locket::cli::handle_signals(&[libc::SIGINT, libc::SIGTERM], handler, 0) };
+    if let Err(e) = installed {
+        eprintln!("locket-host: warning: cannot handle SIGINT and SIGTERM: {e}");
+    }
+}
