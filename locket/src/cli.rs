@@ -62,7 +62,7 @@ pub fn init_tracing() {
 /// Installs `handler` for each of `signals`, with `flags` (such as
 /// `SA_RESTART` or `SA_SIGINFO`) and an empty mask, except for a signal the
 /// process was started ignoring: a shell's `cmd &` ignores SIGINT, and that
-/// must stay so.
+/// must stay so. Returns how many it installed.
 ///
 /// # Errors
 ///
@@ -79,10 +79,11 @@ pub unsafe fn handle_signals(
     signals: &[libc::c_int],
     handler: libc::sighandler_t,
     flags: libc::c_int,
-) -> std::io::Result<()> {
+) -> std::io::Result<usize> {
+    let mut installed = 0;
     for &signal in signals {
         // SAFETY: the caller vouches for the handler.
-        unsafe {
+        let now = unsafe {
             crate::signal::install(
                 signal,
                 handler,
@@ -90,8 +91,9 @@ pub unsafe fn handle_signals(
                 crate::signal::Replace::UnlessIgnored,
             )
         }?;
+        installed += usize::from(now);
     }
-    Ok(())
+    Ok(installed)
 }
 
 #[cfg(test)]

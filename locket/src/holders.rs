@@ -1,4 +1,5 @@
-//! Who holds, and who waits for, the flock lock on a file (Linux).
+//! Who holds, and who waits for, the flock lock on a file. Linux only:
+//! elsewhere [`holders`] and [`waiters`] return `ErrorKind::Unsupported`.
 //!
 //! Holders come from `/proc/PID/fdinfo/FD`, whose `lock:` lines name the
 //! locks held through that very descriptor, so the process shown is the one
@@ -10,9 +11,7 @@
 //! the descriptor's own `stat` decides. Only flock locks are listed: POSIX
 //! record locks, OFD locks and leases do not conflict with them.
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::mode::Mode;
@@ -36,49 +35,13 @@ pub struct Holder {
 ///
 /// # Errors
 ///
-/// If `path` cannot be `stat`ed, or `/proc` cannot be read.
+/// If `path` cannot be `stat`ed, or `/proc` cannot be read;
+/// `ErrorKind::Unsupported` on platforms other than Linux.
 pub fn holders(path: &Path) -> io::Result<Vec<Holder>> {
-    let file = Target::of(path)?;
-    let mut found: Vec<Holder> = Vec::new();
-    // Holders: the descriptors that hold a lock on the file.
-    for proc_entry in fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = proc_entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fdinfos) = fs::read_dir(proc_entry.path().join("fdinfo")) else {
-            continue;
-        };
-        for fdinfo in fdinfos.flatten() {
-            let Ok(text) = fs::read_to_string(fdinfo.path()) else {
-                continue;
-            };
-            for lock in text.lines().filter_map(|l| l.strip_prefix("lock:")) {
-                let Some(line) = parse(lock) else { continue };
-                if line.waiting || line.inode != file.ino {
-                    continue;
-                }
-                let fd = proc_entry.path().join("fd").join(fdinfo.file_name());
-                let same_file = line.device == file.device
-                    || fs::metadata(&fd).is_ok_and(|m| m.ino() == file.ino && m.dev() == file.dev);
-                if same_file {
-                    let holder = line.holder(pid);
-                    if !found.contains(&holder) {
-                        found.push(holder);
-                    }
-                }
-            }
-        }
-    }
-    for waiter in file.waiters()? {
-        if !found.contains(&waiter) {
-            found.push(waiter);
-        }
-    }
-    Ok(found)
+    #[cfg(target_os = "linux")]
+    return linux::holders(path);
+    #[cfg(not(target_os = "linux"))]
+    return Err(unsupported(path));
 }
 
 /// Every request blocked waiting for the flock lock on the file at `path`,
@@ -88,121 +51,190 @@ pub fn holders(path: &Path) -> io::Result<Vec<Holder>> {
 ///
 /// # Errors
 ///
-/// If `path` cannot be `stat`ed, or `/proc/locks` cannot be read.
+/// If `path` cannot be `stat`ed, or `/proc/locks` cannot be read;
+/// `ErrorKind::Unsupported` on platforms other than Linux.
 pub fn waiters(path: &Path) -> io::Result<Vec<Holder>> {
-    Target::of(path)?.waiters()
+    #[cfg(target_os = "linux")]
+    return linux::Target::of(path)?.waiters();
+    #[cfg(not(target_os = "linux"))]
+    return Err(unsupported(path));
 }
 
-/// The file asked about, as `stat` names it.
-struct Target {
-    ino: u64,
-    dev: u64,
-    /// `dev` as (major, minor), the way `/proc/locks` writes it.
-    device: (u32, u32),
+#[cfg(not(target_os = "linux"))]
+fn unsupported(path: &Path) -> io::Error {
+    let _ = path;
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "listing lock holders reads Linux's /proc, which this platform does not have",
+    )
 }
 
-impl Target {
-    fn of(path: &Path) -> io::Result<Self> {
-        let meta = fs::metadata(path)?;
-        let dev = meta.dev();
-        Ok(Self {
-            ino: meta.ino(),
-            dev,
-            device: (libc::major(dev), libc::minor(dev)),
-        })
-    }
+/// The Linux implementation: `/proc/PID/fdinfo` and `/proc/locks`.
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::fs;
+    use std::io;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
 
-    /// The blocked requests in `/proc/locks`, which name their process.
-    fn waiters(&self) -> io::Result<Vec<Holder>> {
-        let mut found = Vec::new();
-        for line in fs::read_to_string("/proc/locks")?.lines().filter_map(parse) {
-            if line.waiting
-                && line.inode == self.ino
-                && let Ok(pid) = u32::try_from(line.pid)
-                && pid > 0
-                && (line.device == self.device || has_open(pid, self.ino, self.dev))
-            {
-                found.push(line.holder(pid));
+    use super::Holder;
+    use crate::mode::Mode;
+
+    pub(super) fn holders(path: &Path) -> io::Result<Vec<Holder>> {
+        let file = Target::of(path)?;
+        let mut found: Vec<Holder> = Vec::new();
+        // Holders: the descriptors that hold a lock on the file.
+        for proc_entry in fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = proc_entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(fdinfos) = fs::read_dir(proc_entry.path().join("fdinfo")) else {
+                continue;
+            };
+            for fdinfo in fdinfos.flatten() {
+                let Ok(text) = fs::read_to_string(fdinfo.path()) else {
+                    continue;
+                };
+                for lock in text.lines().filter_map(|l| l.strip_prefix("lock:")) {
+                    let Some(line) = parse(lock) else { continue };
+                    if line.waiting || line.inode != file.ino {
+                        continue;
+                    }
+                    let fd = proc_entry.path().join("fd").join(fdinfo.file_name());
+                    let same_file = line.device == file.device
+                        || fs::metadata(&fd)
+                            .is_ok_and(|m| m.ino() == file.ino && m.dev() == file.dev);
+                    if same_file {
+                        let holder = line.holder(pid);
+                        if !found.contains(&holder) {
+                            found.push(holder);
+                        }
+                    }
+                }
+            }
+        }
+        for waiter in file.waiters()? {
+            if !found.contains(&waiter) {
+                found.push(waiter);
             }
         }
         Ok(found)
     }
-}
+    /// The file asked about, as `stat` names it.
+    pub(super) struct Target {
+        ino: u64,
+        dev: u64,
+        /// `dev` as (major, minor), the way `/proc/locks` writes it.
+        device: (u32, u32),
+    }
 
-/// One flock lock line: waiting?, exclusive?, pid, device (major, minor), inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FlockLine {
-    waiting: bool,
-    exclusive: bool,
-    pid: i64,
-    device: (u32, u32),
-    inode: u64,
-}
+    impl Target {
+        pub(super) fn of(path: &Path) -> io::Result<Self> {
+            let meta = fs::metadata(path)?;
+            let dev = meta.dev();
+            Ok(Self {
+                ino: meta.ino(),
+                dev,
+                device: (libc::major(dev), libc::minor(dev)),
+            })
+        }
 
-impl FlockLine {
-    fn holder(&self, pid: u32) -> Holder {
-        Holder {
-            pid,
-            mode: if self.exclusive {
-                Mode::Exclusive
-            } else {
-                Mode::Shared
-            },
-            waiting: self.waiting,
-            command: command(pid),
+        /// The blocked requests in `/proc/locks`, which name their process.
+        pub(super) fn waiters(&self) -> io::Result<Vec<Holder>> {
+            let mut found = Vec::new();
+            for line in fs::read_to_string("/proc/locks")?.lines().filter_map(parse) {
+                if line.waiting
+                    && line.inode == self.ino
+                    && let Ok(pid) = u32::try_from(line.pid)
+                    && pid > 0
+                    && (line.device == self.device || has_open(pid, self.ino, self.dev))
+                {
+                    found.push(line.holder(pid));
+                }
+            }
+            Ok(found)
         }
     }
-}
 
-/// Parses a `/proc/locks` line, or the part of an fdinfo `lock:` line after
-/// the tab; `None` for anything but a flock lock.
-fn parse(line: &str) -> Option<FlockLine> {
-    // ID: [-> ...] KIND ADVISORY|MANDATORY READ|WRITE PID MAJ:MIN:INO START END
-    let mut words = line.split_whitespace().skip(1).peekable();
-    let mut waiting = false;
-    while words.peek() == Some(&"->") {
-        waiting = true;
-        words.next();
+    /// One flock lock line: waiting?, exclusive?, pid, device (major, minor), inode.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) struct FlockLine {
+        pub(super) waiting: bool,
+        pub(super) exclusive: bool,
+        pub(super) pid: i64,
+        pub(super) device: (u32, u32),
+        pub(super) inode: u64,
     }
-    let words: Vec<&str> = words.collect();
-    let [kind, _, access, pid, id, ..] = words.as_slice() else {
-        return None;
-    };
-    if *kind != "FLOCK" {
-        return None;
+
+    impl FlockLine {
+        fn holder(&self, pid: u32) -> Holder {
+            Holder {
+                pid,
+                mode: if self.exclusive {
+                    Mode::Exclusive
+                } else {
+                    Mode::Shared
+                },
+                waiting: self.waiting,
+                command: command(pid),
+            }
+        }
     }
-    let mut parts = id.split(':');
-    let major = u32::from_str_radix(parts.next()?, 16).ok()?;
-    let minor = u32::from_str_radix(parts.next()?, 16).ok()?;
-    let inode = parts.next()?.parse().ok()?;
-    Some(FlockLine {
-        waiting,
-        exclusive: *access == "WRITE",
-        pid: pid.parse().ok()?,
-        device: (major, minor),
-        inode,
-    })
+
+    /// Parses a `/proc/locks` line, or the part of an fdinfo `lock:` line after
+    /// the tab; `None` for anything but a flock lock.
+    pub(super) fn parse(line: &str) -> Option<FlockLine> {
+        // ID: [-> ...] KIND ADVISORY|MANDATORY READ|WRITE PID MAJ:MIN:INO START END
+        let mut words = line.split_whitespace().skip(1).peekable();
+        let mut waiting = false;
+        while words.peek() == Some(&"->") {
+            waiting = true;
+            words.next();
+        }
+        let words: Vec<&str> = words.collect();
+        let [kind, _, access, pid, id, ..] = words.as_slice() else {
+            return None;
+        };
+        if *kind != "FLOCK" {
+            return None;
+        }
+        let mut parts = id.split(':');
+        let major = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let minor = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let inode = parts.next()?.parse().ok()?;
+        Some(FlockLine {
+            waiting,
+            exclusive: *access == "WRITE",
+            pid: pid.parse().ok()?,
+            device: (major, minor),
+            inode,
+        })
+    }
+
+    fn command(pid: u32) -> String {
+        fs::read(format!("/proc/{pid}/comm"))
+            .map(|c| String::from_utf8_lossy(&c).trim_end().to_owned())
+            .unwrap_or_else(|_| "?".to_owned())
+    }
+
+    /// Whether process `pid` has the file (`ino`, `dev`) open.
+    fn has_open(pid: u32, ino: u64, dev: u64) -> bool {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten()
+            .filter_map(|fd| fs::metadata(fd.path()).ok())
+            .any(|m| m.ino() == ino && m.dev() == dev)
+    }
 }
 
-fn command(pid: u32) -> String {
-    fs::read(format!("/proc/{pid}/comm"))
-        .map(|c| String::from_utf8_lossy(&c).trim_end().to_owned())
-        .unwrap_or_else(|_| "?".to_owned())
-}
-
-/// Whether process `pid` has the file (`ino`, `dev`) open.
-fn has_open(pid: u32, ino: u64, dev: u64) -> bool {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.flatten()
-        .filter_map(|fd| fs::metadata(fd.path()).ok())
-        .any(|m| m.ino() == ino && m.dev() == dev)
-}
-
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::*;
+    use super::linux::*;
 
     #[test]
     fn only_flock_lines_are_parsed_waiters_included() {

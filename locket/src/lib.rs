@@ -65,7 +65,6 @@ pub mod cli;
 mod error;
 mod future;
 mod group;
-#[cfg(target_os = "linux")]
 mod holders;
 mod holds;
 mod lock;
@@ -79,7 +78,6 @@ mod wait;
 
 pub use error::LockError;
 pub use group::LockGroup;
-#[cfg(target_os = "linux")]
 pub use holders::{Holder, holders, waiters};
 pub use lock::{Lock, LockGuard};
 pub use mode::Mode;

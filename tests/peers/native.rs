@@ -1,10 +1,11 @@
 //! The native peer: one `locket` handle driven by the line protocol of
 //! `tests/peers/README.md`, for the cross-process tests and the benchmark.
 //!
-//! Usage: `locket-peer [--raw] PATH [COMMAND]`. It prints `ready`, then
-//! answers one command a line on stdin. With COMMAND (one protocol line, as
-//! a single argument) it runs that alone, prints its answer without `ready`,
-//! and exits with 0 unless the answer is an error.
+//! Usage: `locket-peer [--raw] PATH [COMMAND [ARG]...]`. It prints `ready`,
+//! then answers one command a line on stdin. With COMMAND (its words as
+//! separate arguments, so that a path in them may hold spaces) it runs that
+//! alone, prints its answer without `ready`, and exits with 0 unless the
+//! answer is an error.
 //!
 //! `--raw` takes a raw std `File::lock` on PATH instead of a `locket`
 //! handle: the benchmark's floor. It knows `acquire` (waiting forever, or
@@ -19,6 +20,7 @@
 //! whatever system call it is blocked in, and counts them: `signals` answers
 //! `signals N`.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -70,16 +72,22 @@ impl Locker {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let raw = args.first().is_some_and(|a| a == "--raw");
     if raw {
         args.remove(0);
     }
-    let (path, command) = match args.as_slice() {
-        [path] => (path.clone(), None),
-        [path, command] => (path.clone(), Some(command.clone())),
-        _ => bail!("usage: locket-peer [--raw] PATH [COMMAND]"),
-    };
+    if args.is_empty() {
+        bail!("usage: locket-peer [--raw] PATH [COMMAND [ARG]...]");
+    }
+    let path = std::path::PathBuf::from(args.remove(0));
+    let command: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| anyhow::anyhow!("{a:?} is not UTF-8"))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let locker = if raw {
         let file = File::options()
             .read(true)
@@ -87,7 +95,7 @@ fn main() -> anyhow::Result<()> {
             .create(true)
             .truncate(false)
             .open(&path)
-            .with_context(|| format!("opening {path}"))?;
+            .with_context(|| format!("opening {}", path.display()))?;
         Locker::Raw(file)
     } else {
         Locker::Locket(locket::lock_file(&path))
@@ -96,8 +104,9 @@ fn main() -> anyhow::Result<()> {
         count_sigusr1()?;
     }
     let mut out = std::io::stdout().lock();
-    if let Some(command) = command {
-        let answer = answer(&locker, Path::new(&path), &command, &mut out)?;
+    if !command.is_empty() {
+        let words: Vec<&str> = command.iter().map(String::as_str).collect();
+        let answer = answer(&locker, &path, &words, &mut out)?;
         writeln!(out, "{answer}")?;
         if answer.starts_with("error:") {
             std::process::exit(1);
@@ -107,23 +116,24 @@ fn main() -> anyhow::Result<()> {
     writeln!(out, "ready")?;
     out.flush()?;
     for line in std::io::stdin().lock().lines() {
-        let answer = answer(&locker, Path::new(&path), &line?, &mut out)?;
+        let line = line?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = answer(&locker, &path, &words, &mut out)?;
         writeln!(out, "{answer}")?;
         out.flush()?;
     }
     Ok(())
 }
 
-/// The answer to one command line. `exit` exits; `handoff` also prints its
+/// The answer to one command, given as its words. `exit` exits; `handoff` also prints its
 /// `waiting` line to `out` before it waits.
 fn answer(
     locker: &Locker,
     path: &Path,
-    line: &str,
+    words: &[&str],
     out: &mut impl Write,
 ) -> anyhow::Result<String> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let answer = match words.as_slice() {
+    let answer = match words {
         ["acquire", rest @ ..] => acquired(locker.acquire(Mode::Exclusive, timeout(rest)?)),
         ["acquire-shared", rest @ ..] => acquired(locker.acquire(Mode::Shared, timeout(rest)?)),
         ["release"] => match locker.release() {
@@ -145,7 +155,7 @@ fn answer(
         ["signals"] => format!("signals {}", SIGNALS.load(Ordering::Relaxed)),
         ["exit"] => std::process::exit(0),
         ["exit", code] => std::process::exit(code.parse()?),
-        _ => format!("error: unknown-command: {line:?}"),
+        _ => format!("error: unknown-command: {:?}", words.join(" ")),
     };
     Ok(answer)
 }
@@ -301,6 +311,12 @@ fn count_sigusr1() -> anyhow::Result<()> {
     // SAFETY: the handler only touches an atomic, which is async-signal-safe,
     // and takes the one argument that flags 0 ask for. No SA_RESTART: blocked
     // calls return EINTR.
-    unsafe { locket::cli::handle_signals(&[libc::SIGUSR1], handler, 0) }
-        .context("installing the SIGUSR1 handler")
+    let installed = unsafe { locket::cli::handle_signals(&[libc::SIGUSR1], handler, 0) }
+        .context("installing the SIGUSR1 handler")?;
+    anyhow::ensure!(
+        installed == 1,
+        "SIGUSR1 is ignored in this process (inherited from its parent), so the \
+         signal checks cannot run"
+    );
+    Ok(())
 }

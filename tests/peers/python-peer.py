@@ -40,8 +40,9 @@ def make(kind, path):
         file_lock = filelock.FileLock(path)
 
         def lock(timeout):
-            wait = -1 if timeout is None else timeout
-            return functools.partial(file_lock.acquire, timeout=wait), file_lock.release
+            if timeout is None:  # its default: wait forever
+                return file_lock.acquire, file_lock.release
+            return functools.partial(file_lock.acquire, timeout=timeout), file_lock.release
 
         return lock, (filelock.Timeout,)
     raise SystemExit(f"unknown kind {kind!r}: use locket or filelock")

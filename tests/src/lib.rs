@@ -319,12 +319,14 @@ impl Peer {
 }
 
 /// Checks that a `holder` peer excludes a `waiter` peer on one lock file and
-/// hands it over, both started in a scratch directory: for each of
-/// `requests` (how the waiter asks, such as `acquire`, `acquire 60000` or
-/// `acquire-shared`), the holder acquires; the waiter's try (`acquire 0`)
-/// fails with `timeout`; the waiter, asking as the request says, does not get
-/// in while the lock is held, and gets it soon after the holder releases; the
-/// holder's try then fails in turn, and the waiter releases.
+/// hands it over. For each of `requests` (how the waiter asks, such as
+/// `acquire`, `acquire 60000` or `acquire-shared`), with a fresh pair of
+/// peers, so that the waiting acquire is the waiter's first (it opens the
+/// file and waits in one call): the holder acquires; the waiter, asking as
+/// the request says, does not get in while the lock is held, and gets it soon
+/// after the holder releases; the holder's try (`acquire 0`) then fails with
+/// `timeout`; and once the holder has the lock again, the waiter's try fails
+/// too.
 ///
 /// # Panics
 ///
@@ -336,11 +338,9 @@ pub fn holder_hands_over(holder: Peer, waiter: Peer, requests: &[&str]) {
         kind.start(dir.path(), "x.lock")
             .unwrap_or_else(|e| panic!("{kind:?}: {e:#}"))
     };
-    let (mut holding, mut waiting) = (start(holder), start(waiter));
     for request in requests {
+        let (mut holding, mut waiting) = (start(holder), start(waiter));
         holding.ask("acquire", "acquired").unwrap();
-        let line = waiting.ask("acquire 0", "error").unwrap();
-        assert!(line.starts_with("error: timeout"), "{what}: {line}");
         waiting.send(request).unwrap();
         assert_eq!(
             waiting.maybe_line(Duration::from_millis(100)),
@@ -356,6 +356,10 @@ pub fn holder_hands_over(holder: Peer, waiter: Peer, requests: &[&str]) {
         let line = holding.ask("acquire 0", "error").unwrap();
         assert!(line.starts_with("error: timeout"), "{what}: {line}");
         waiting.ask("release", "released").unwrap();
+        holding.ask("acquire", "acquired").unwrap();
+        let line = waiting.ask("acquire 0", "error").unwrap();
+        assert!(line.starts_with("error: timeout"), "{what}: {line}");
+        holding.ask("release", "released").unwrap();
     }
 }
 
@@ -529,13 +533,15 @@ pub fn flock_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
 }
 
 /// A native peer that adds 1 to the number in `data` `n` times, each under
-/// the lock file `lock`, then exits (`locket-peer LOCK "increment DATA N"`).
+/// the lock file `lock`, then exits (`locket-peer LOCK increment DATA N`).
 #[must_use]
 pub fn native_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
     let mut command = Command::new(native_peer_exe());
     command
         .arg(lock)
-        .arg(format!("increment {} {n}", data.display()))
+        .arg("increment")
+        .arg(data)
+        .arg(n.to_string())
         .stdout(Stdio::null());
     command
 }
