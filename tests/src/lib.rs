@@ -9,10 +9,11 @@
 //! [`LineProcess`] drives one. The plugins are built for wasm32-wasip2 by
 //! this crate's build script; [`guests`] has their paths.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -25,8 +26,32 @@ pub const PROMPT: Duration = Duration::from_secs(10);
 pub struct LineProcess {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
+    lines: Arc<Lines>,
     name: String,
+}
+
+/// The child's output lines, handed over by a reader thread: a queue under a
+/// mutex, and a condition variable that puts the waiting thread to sleep at
+/// once. (A channel's receive spins for a while first, and the benchmark's
+/// timings would pay for that spinning whenever the peer it just woke runs on
+/// the same core.)
+#[derive(Default)]
+struct Lines {
+    queue: Mutex<Queue>,
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    lines: VecDeque<String>,
+    /// The child closed its output (or it could not be read).
+    closed: bool,
+}
+
+impl Lines {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl LineProcess {
@@ -52,14 +77,16 @@ impl LineProcess {
             .spawn()
             .with_context(|| format!("spawning {name}"))?;
         let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, lines) = mpsc::channel();
+        let lines = Arc::new(Lines::default());
+        let shared = Arc::clone(&lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                shared.queue().lines.push_back(line);
+                shared.arrived.notify_one();
             }
+            shared.queue().closed = true;
+            shared.arrived.notify_one();
         });
         let stdin = child.stdin.take();
         let mut process = Self {
@@ -114,17 +141,32 @@ impl LineProcess {
     ///
     /// If no line comes in time or the child closed stdout.
     pub fn line_within(&mut self, within: Duration) -> anyhow::Result<String> {
-        match self.lines.recv_timeout(within) {
-            Ok(line) => Ok(line),
-            Err(RecvTimeoutError::Timeout) => bail!("{}: no answer within {within:?}", self.name),
-            Err(RecvTimeoutError::Disconnected) => bail!("{}: closed its output", self.name),
+        let deadline = Instant::now() + within;
+        let mut queue = self.lines.queue();
+        loop {
+            if let Some(line) = queue.lines.pop_front() {
+                return Ok(line);
+            }
+            if queue.closed {
+                bail!("{}: closed its output", self.name);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("{}: no answer within {within:?}", self.name);
+            }
+            queue = self
+                .lines
+                .arrived
+                .wait_timeout(queue, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     /// The next line, if one arrives within `within`, without failing if none does.
     #[must_use]
     pub fn maybe_line(&mut self, within: Duration) -> Option<String> {
-        self.lines.recv_timeout(within).ok()
+        self.line_within(within).ok()
     }
 
     /// The last word of the next line (within [`PROMPT`]), as a number: the
