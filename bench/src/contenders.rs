@@ -6,7 +6,6 @@
 //! and driven through them; a [`Kind`] says which peer plays it and with
 //! which timeout.
 
-use std::fs::File;
 use std::path::Path;
 
 use anyhow::Context;
@@ -93,17 +92,6 @@ pub fn python_available() -> bool {
     locket_tests::venv_python().is_some()
 }
 
-/// A raw std `File` on `path`, for an in-process `File::lock`: the
-/// uncontended floor, and the hand-off's holder.
-pub fn raw_file(path: &Path) -> std::io::Result<File> {
-    File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-}
-
 /// One contender process in a run: the peer of its kind, and the hand-off
 /// latencies measured with it so far.
 pub struct Contender {
@@ -118,14 +106,6 @@ impl Contender {
     /// Starts a contender of `kind` on the lock file `dir/lock` and waits
     /// until it is ready.
     pub fn start(kind: Kind, dir: &Path, lock: &str) -> anyhow::Result<Self> {
-        if matches!(kind.peer(), Peer::Native | Peer::RawFlock) {
-            let exe = locket_tests::native_peer_exe();
-            anyhow::ensure!(
-                exe.exists(),
-                "{} is missing: build it with `cargo build -p locket-tests --bins`",
-                exe.display()
-            );
-        }
         let process = kind
             .peer()
             .start(dir, lock)

@@ -89,12 +89,7 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let locker = if raw {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = locket_tests::raw_lock_file(&path)
             .with_context(|| format!("opening {}", path.display()))?;
         Locker::Raw(file)
     } else {
@@ -263,11 +258,14 @@ fn increment(locker: &Locker, data: &Path, n: u64) -> anyhow::Result<String> {
 }
 
 fn timeouts(path: &Path, n: u32, each: Duration) -> anyhow::Result<String> {
-    let before = (
-        entries("/proc/self/fd")?,
-        entries("/proc/self/task")?,
-        timers()?,
-    );
+    let counts = || {
+        (
+            locket_tests::entries("/proc/self/fd"),
+            locket_tests::entries("/proc/self/task"),
+            locket_tests::posix_timers(std::process::id()),
+        )
+    };
+    let before = counts();
     for _ in 0..n {
         let other = locket::lock_file(path);
         match other.acquire_with(Mode::Exclusive, Some(each)) {
@@ -275,29 +273,11 @@ fn timeouts(path: &Path, n: u32, each: Duration) -> anyhow::Result<String> {
             other => bail!("expected a timeout, got {other:?}"),
         }
     }
-    let after = (
-        entries("/proc/self/fd")?,
-        entries("/proc/self/task")?,
-        timers()?,
-    );
+    let after = counts();
     Ok(format!(
         "fds {} {} threads {} {} timers {} {}",
         before.0, after.0, before.1, after.1, before.2, after.2
     ))
-}
-
-/// The POSIX timers this process has.
-fn timers() -> anyhow::Result<usize> {
-    Ok(std::fs::read_to_string("/proc/self/timers")?
-        .lines()
-        .filter(|l| l.starts_with("ID:"))
-        .count())
-}
-
-fn entries(dir: &str) -> anyhow::Result<usize> {
-    Ok(std::fs::read_dir(dir)
-        .with_context(|| format!("reading {dir}"))?
-        .count())
 }
 
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);

@@ -118,9 +118,7 @@ impl LineProcess {
     ///
     /// As [`LineProcess::spawn`].
     pub fn native(path: &Path) -> anyhow::Result<Self> {
-        let mut command = Command::new(native_peer_exe());
-        command.arg(path);
-        Self::spawn(command)
+        Self::spawn(native_peer_command(path))
     }
 
     /// Sends one command line.
@@ -303,16 +301,14 @@ impl Peer {
     pub fn command(self, dir: &Path, name: &str) -> Command {
         let lock = dir.join(name);
         match self {
-            Peer::Native | Peer::RawFlock => {
+            Peer::Native => native_peer_command(&lock),
+            Peer::RawFlock => {
                 let mut c = Command::new(native_peer_exe());
-                if self == Peer::RawFlock {
-                    c.arg("--raw");
-                }
-                c.arg(&lock);
+                c.arg("--raw").arg(&lock);
                 c
             }
             Peer::Plugin => {
-                host_command(&[&grant(dir)], guests::LOCKER, &[&format!("/data/{name}")])
+                host_command(&[&grant(dir)], guests::LOCKER, &[&self.path_of(dir, name)])
             }
             Peer::PyLocket | Peer::PyFilelock => {
                 let python = venv_python().unwrap_or_else(|| {
@@ -345,12 +341,20 @@ impl Peer {
     ///
     /// As [`LineProcess::spawn`].
     pub fn start(self, dir: &Path, name: &str) -> anyhow::Result<LineProcess> {
+        if matches!(self, Peer::Native | Peer::RawFlock) {
+            let exe = native_peer_exe();
+            anyhow::ensure!(
+                exe.exists(),
+                "{} is missing: build it with `cargo build -p locket-tests --bins`",
+                exe.display()
+            );
+        }
         LineProcess::spawn(self.command(dir, name))
             .with_context(|| format!("starting the {self:?} peer"))
     }
 
-    /// The peer's name in the protocol's file names for data: how this peer
-    /// names the file `dir/name` (a plugin sees `dir` as `/data`).
+    /// How this peer names the file `dir/name` in a command: its path, or
+    /// for a plugin, which sees `dir` as `/data`, its guest path.
     #[must_use]
     pub fn path_of(self, dir: &Path, name: &str) -> String {
         match self {
@@ -425,6 +429,77 @@ pub fn venv_python() -> Option<PathBuf> {
 #[must_use]
 pub fn native_peer_exe() -> PathBuf {
     sibling_exe("locket-peer")
+}
+
+/// componentize-py: `$LOCKET_COMPONENTIZE_PY`, else the one in the
+/// project's `.venv` (`./test.sh` installs it), if it is there.
+#[must_use]
+pub fn componentize_py() -> Option<PathBuf> {
+    let tool = std::env::var_os("LOCKET_COMPONENTIZE_PY")
+        .map_or_else(|| root().join(".venv/bin/componentize-py"), PathBuf::from);
+    tool.exists().then_some(tool)
+}
+
+/// The plugin peer in Python, `tests/peers/python-plugin/locker.py`, built
+/// by componentize-py into `python-guest/locker-py.wasm` beside the running
+/// binary: once per change of its source, and written whole under a
+/// temporary name first.
+///
+/// # Errors
+///
+/// If componentize-py is missing or fails.
+pub fn python_plugin() -> anyhow::Result<PathBuf> {
+    let tool = componentize_py()
+        .context("componentize-py is needed (./test.sh installs it into .venv)")?;
+    let source = root().join("tests/peers/python-plugin/locker.py");
+    let out_dir = sibling_exe("x")
+        .parent()
+        .context("no directory beside the running binary")?
+        .join("python-guest");
+    std::fs::create_dir_all(&out_dir)?;
+    let wasm = out_dir.join("locker-py.wasm");
+    let edited = std::fs::metadata(&source)?.modified()?;
+    let built = std::fs::metadata(&wasm).and_then(|m| m.modified());
+    if matches!(built, Ok(built) if built > edited) {
+        return Ok(wasm);
+    }
+    let partial = out_dir.join("locker-py.wasm.partial");
+    let status = Command::new(&tool)
+        .arg("-d")
+        .arg(root().join("wit"))
+        .args(["-w", "locket:lock/plugin", "componentize", "-p"])
+        .arg(source.parent().context("the plugin's folder")?)
+        .args(["locker", "-o"])
+        .arg(&partial)
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", tool.display()))?;
+    anyhow::ensure!(status.success(), "componentize-py failed: {status}");
+    std::fs::rename(&partial, &wasm)?;
+    Ok(wasm)
+}
+
+/// `locket-peer PATH`: the native peer on the lock file `path`.
+fn native_peer_command(path: &Path) -> Command {
+    let mut command = Command::new(native_peer_exe());
+    command.arg(path);
+    command
+}
+
+/// Opens (creating if missing, never truncating) `path` for a raw std
+/// `File::lock`, as the benchmark's floor locks: the native peer's
+/// `--raw`, and the benchmark's in-process holder and loop.
+///
+/// # Errors
+///
+/// If the file cannot be opened or created.
+pub fn raw_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// The path of a binary of this package, built beside the running test binary.
@@ -578,9 +653,8 @@ pub fn flock_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
 /// the lock file `lock`, then exits (`locket-peer LOCK increment DATA N`).
 #[must_use]
 pub fn native_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
-    let mut command = Command::new(native_peer_exe());
+    let mut command = native_peer_command(lock);
     command
-        .arg(lock)
         .arg("increment")
         .arg(data)
         .arg(n.to_string())

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use locket_tests::{LineProcess, PROMPT, entries, grant, guests, host_command, posix_timers};
+use locket_tests::{LineProcess, PROMPT, Peer, entries, grant, guests, host_command, posix_timers};
 
 /// A small deterministic generator, seeded from the clock and printed, so a
 /// failing run can be replayed by setting LOCKET_TEST_SEED.
@@ -95,8 +95,7 @@ fn a_host_sigkilled_while_its_plugin_holds_the_lock_frees_it_every_time() {
     let mut rng = Rng::new();
     let mut waiter = LineProcess::native(&dir.path().join("x.lock")).unwrap();
     for round in 0..50 {
-        let mut plugin =
-            LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &["/data/x.lock"]).unwrap();
+        let mut plugin = Peer::Plugin.start(dir.path(), "x.lock").unwrap();
         let mode = if round % 2 == 0 {
             "acquire"
         } else {
@@ -126,8 +125,7 @@ fn a_sigkilled_native_holder_frees_the_lock_for_a_waiting_plugin() {
     for request in ["acquire", "acquire 60000"] {
         let mut holder = LineProcess::native(&dir.path().join("x.lock")).unwrap();
         holder.ask("acquire", "acquired").unwrap();
-        let mut plugin =
-            LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &["/data/x.lock"]).unwrap();
+        let mut plugin = Peer::Plugin.start(dir.path(), "x.lock").unwrap();
         plugin.send(request).unwrap();
         assert_eq!(plugin.maybe_line(Duration::from_millis(100)), None);
         holder.kill().unwrap();

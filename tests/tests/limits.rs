@@ -2,7 +2,7 @@
 //! cleanly when it misbehaves or the host is told to stop, and its locks are
 //! released every time.
 
-use locket_tests::{LineProcess, PROMPT, entries, grant, guests};
+use locket_tests::{LineProcess, PROMPT, Peer, entries, grant, guests};
 
 #[test]
 fn a_handle_loop_hits_max_locks_with_limit_not_descriptor_exhaustion() {
@@ -62,8 +62,7 @@ fn the_hosts_own_wake_up_signal_from_outside_neither_fails_nor_ends_a_wait() {
     let dir = tempfile::tempdir().unwrap();
     let mut holder = LineProcess::native(&dir.path().join("x.lock")).unwrap();
     holder.ask("acquire", "acquired").unwrap();
-    let mut plugin =
-        LineProcess::plugin(&[&grant(dir.path())], guests::LOCKER, &["/data/x.lock"]).unwrap();
+    let mut plugin = Peer::Plugin.start(dir.path(), "x.lock").unwrap();
     // A first timed wait installs the host's handler for its timer signal,
     // which the `locket` crate documents as SIGRTMAX - 1.
     plugin.ask("acquire 5", "error: timeout").unwrap();

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use locket_tests::{LineProcess, Peer, guests, sibling_exe};
+use locket_tests::{LineProcess, Peer, sibling_exe};
 
 fn locket() -> Command {
     Command::new(sibling_exe("locket"))
@@ -44,8 +44,7 @@ fn the_lock_is_held_while_the_command_runs_and_released_after() {
         Some(75),
         "flock(1) got in while locket held the lock"
     );
-    let grant = format!("--dir={}::/data", dir.path().display());
-    let mut plugin = LineProcess::plugin(&[&grant], guests::LOCKER, &["/data/x.lock"]).unwrap();
+    let mut plugin = Peer::Plugin.start(dir.path(), "x.lock").unwrap();
     plugin.ask("acquire 0", "error: timeout").unwrap();
     held.send("go").unwrap();
     assert_eq!(held.wait().unwrap().code(), Some(0));
@@ -59,8 +58,7 @@ fn it_waits_for_holders_of_every_kind() {
     let p = path.to_str().unwrap();
     // A plugin holds it: -w 0 fails with the conflict code, then a waiter
     // without -w gets it once the plugin lets go.
-    let grant = format!("--dir={}::/data", dir.path().display());
-    let mut plugin = LineProcess::plugin(&[&grant], guests::LOCKER, &["/data/x.lock"]).unwrap();
+    let mut plugin = Peer::Plugin.start(dir.path(), "x.lock").unwrap();
     plugin.ask("acquire", "acquired").unwrap();
     let busy = run(&["lock", "-w", "0", p, "--", "true"]);
     assert_eq!(busy.status.code(), Some(1));
@@ -273,8 +271,7 @@ fn holders_lists_pids_modes_and_commands() {
     w.ask("release", "released").unwrap();
 
     // A plugin's lock belongs to its locket-host process.
-    let grant = format!("--dir={}::/data", dir.path().display());
-    let mut plugin = LineProcess::plugin(&[&grant], guests::LOCKER, &["/data/x.lock"]).unwrap();
+    let mut plugin = Peer::Plugin.start(dir.path(), "x.lock").unwrap();
     plugin.ask("acquire", "acquired").unwrap();
     let table = holders(&path, false);
     assert!(

@@ -14,7 +14,7 @@ fn scratch() -> tempfile::TempDir {
 
 /// A locker plugin with handle 0 on `/data/x.lock`.
 fn locker(dir: &Path) -> LineProcess {
-    LineProcess::plugin(&[&grant(dir)], guests::LOCKER, &["/data/x.lock"]).unwrap()
+    Peer::Plugin.start(dir, "x.lock").unwrap()
 }
 
 fn native(dir: &Path) -> LineProcess {

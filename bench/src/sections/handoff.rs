@@ -38,7 +38,7 @@ pub fn run(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     let path = dir.join("handoff.lock");
-    let holder = contenders::raw_file(&path)?;
+    let holder = locket_tests::raw_lock_file(&path)?;
     let mut waiters = kinds()
         .into_iter()
         .map(|kind| Contender::start(kind, dir, "handoff.lock"))

@@ -2,7 +2,7 @@
 //! large one (the componentize-py locker), cold, cached and precompiled.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -69,13 +69,14 @@ pub fn large(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     writeln!(report, "## Large plugin start-up\n")?;
-    let Some(plugin) = python_plugin(dir)? else {
+    if locket_tests::componentize_py().is_none() {
         writeln!(
             report,
             "(componentize-py is not installed: run scripts/prepare-tests.sh.)\n"
         )?;
         return Ok(());
-    };
+    }
+    let plugin = locket_tests::python_plugin()?;
     let size = std::fs::metadata(&plugin)?.len();
     let grant = locket_tests::grant(dir);
     let cache = dir.join("large-cache");
@@ -128,33 +129,4 @@ pub fn large(
     }
     writeln!(report)?;
     Ok(())
-}
-
-/// The componentize-py locker plugin, built into `dir` if the venv has
-/// componentize-py; `None` otherwise.
-fn python_plugin(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
-    let root = locket_tests::root();
-    let componentize = root.join(".venv/bin/componentize-py");
-    if !componentize.exists() {
-        return Ok(None);
-    }
-    let out = dir.join("locker-py.wasm");
-    let status = Command::new(componentize)
-        .current_dir(&root)
-        .args([
-            "-d",
-            "wit",
-            "-w",
-            "locket:lock/plugin",
-            "componentize",
-            "-p",
-            "tests/peers/python-plugin",
-            "locker",
-            "-o",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "componentize-py failed");
-    Ok(Some(out))
 }

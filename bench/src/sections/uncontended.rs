@@ -18,7 +18,7 @@ pub fn run(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     let path = dir.join("uncontended.lock");
-    let raw = contenders::raw_file(&path)?;
+    let raw = locket_tests::raw_lock_file(&path)?;
     let plain = locket::lock_file(&path);
     let timed = locket::lock_file(&path).with_timeout(Some(Duration::from_secs(5)));
     let unchecked = locket::lock_file(&path).with_replacement_check(false);

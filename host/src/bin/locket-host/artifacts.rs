@@ -28,7 +28,7 @@ const ELF_MAGIC: &[u8] = b"\x7fELF";
 const WASM_MAGIC: &[u8] = b"\0asm";
 
 /// The directory of precompiled artifacts, keyed by plugin content and engine.
-pub(crate) struct Cache {
+struct Cache {
     dir: PathBuf,
 }
 
@@ -36,7 +36,7 @@ impl Cache {
     /// The cache in `$LOCKET_CACHE_DIR`, else `$XDG_CACHE_HOME/locket-host`,
     /// else `~/.cache/locket-host`; `None` (with a note in the log) when
     /// there is no such place or it is not safe to load code from.
-    pub(crate) fn open() -> Option<Self> {
+    fn open() -> Option<Self> {
         let dir = match std::env::var_os("LOCKET_CACHE_DIR") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
@@ -65,7 +65,7 @@ impl Cache {
 
     /// The plugin compiled for `engine`: mapped from the cache when it is
     /// there, else compiled and stored for the next run.
-    pub(crate) fn load(&self, engine: &Engine, plugin: &Plugin) -> anyhow::Result<Component> {
+    fn load(&self, engine: &Engine, plugin: &Plugin) -> anyhow::Result<Component> {
         // Hash the file as a stream: on a hit its bytes are never needed.
         let entry = |key: String| self.dir.join(format!("{key}.cwasm"));
         let cached = entry(plugin.hash(engine)?);
@@ -360,7 +360,7 @@ pub(crate) fn compile(engine: &Engine, plugin: &Path, bytes: &[u8]) -> anyhow::R
 
 /// Loads a precompiled component the user vouched for with
 /// `--allow-precompiled`, refusing anything this engine did not make.
-pub(crate) fn load_precompiled(
+fn load_precompiled(
     engine: &Engine,
     plugin: &Path,
     recompile_hint: &str,

@@ -113,7 +113,10 @@ fn main() {
                 },
                 ["contend", data, ms] => match handles.get(&0) {
                     None => "error: no handle #0".to_owned(),
-                    Some(lock) => contend(lock, data, Rounds::For(ms.parse().unwrap_or(0))),
+                    Some(lock) => {
+                        let ms = Duration::from_millis(ms.parse().unwrap_or(0));
+                        contend(lock, data, Rounds::Until(std::time::Instant::now() + ms))
+                    }
                 },
                 ["increment", data, n] => match handles.get(&0) {
                     None => "error: no handle #0".to_owned(),
@@ -280,29 +283,21 @@ fn handoff(out: &mut impl Write, lock: &Lock, timeout: &[&str]) -> String {
 
 /// How many rounds `contend` runs.
 enum Rounds {
-    /// For this many milliseconds (`contend`).
-    For(u64),
+    /// Until this instant (`contend`).
+    Until(std::time::Instant),
     /// This many (`increment`).
     Count(u64),
 }
 
 /// Adds one to the number in `data` under the lock, round after round:
-/// `contended N` for a time, or `incremented N` for a count.
+/// `contended N` until a deadline, or `incremented N` for a count.
 fn contend(lock: &Lock, data: &str, rounds: Rounds) -> String {
-    let until = match rounds {
-        Rounds::For(ms) => Some(std::time::Instant::now() + Duration::from_millis(ms)),
-        Rounds::Count(_) => None,
+    let more = |done: u64| match rounds {
+        Rounds::Until(until) => std::time::Instant::now() < until,
+        Rounds::Count(n) => done < n,
     };
     let mut done = 0u64;
-    loop {
-        let more = match (&rounds, until) {
-            (Rounds::Count(n), _) => done < *n,
-            (Rounds::For(_), Some(until)) => std::time::Instant::now() < until,
-            (Rounds::For(_), None) => false,
-        };
-        if !more {
-            break;
-        }
+    while more(done) {
         if let Err(e) = lock.acquire() {
             return error_line(&e);
         }
@@ -319,7 +314,7 @@ fn contend(lock: &Lock, data: &str, rounds: Rounds) -> String {
         done += 1;
     }
     match rounds {
-        Rounds::For(_) => format!("contended {done}"),
+        Rounds::Until(_) => format!("contended {done}"),
         Rounds::Count(_) => format!("incremented {done}"),
     }
 }
