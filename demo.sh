@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/prepare-tests.sh demo
-# The test profile's build (optimised dependencies), so tests and demo share it.
+# The build `cargo test --workspace` starts from: the test profile's
+# (optimised dependencies), with every crate of the workspace, so that its
+# dependencies are built with the features the tests need and ./test.sh
+# reuses them. (`cargo run -p locket-demo` would resolve features for the
+# demo alone and rebuild some of them, hence the binary is run directly.)
 # The demo itself is demo/src/main.rs.
-cargo build --locked -q -p locket-host -p locket-demo
-exec cargo run --locked -q -p locket-demo -- "$@"
+cargo build --locked -q --workspace
+exec "${CARGO_TARGET_DIR:-target}/debug/locket-demo" "$@"

@@ -8,5 +8,7 @@ scripts/prepare-tests.sh
 # locket-peer, which the harness starts) and the async example, so that they
 # share one set of dependency features (two would build wasmtime twice).
 cargo build --release --locked -q -p locket-host -p locket-bench -p locket-tests --bins --example serve
-exec cargo run --release --locked -q -p locket-bench -- \
+# Run directly: `cargo run -p locket-bench` would resolve features for the
+# harness alone and rebuild some crates.
+exec "${CARGO_TARGET_DIR:-target}/release/locket-bench" \
     --out bench/RESULTS.md --plot bench/handoff-cdf.svg "$@"

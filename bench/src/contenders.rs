@@ -92,6 +92,34 @@ pub fn python_available() -> bool {
     locket_tests::venv_python().is_some()
 }
 
+/// Runs each plugin the contenders use once with `--compiler cranelift`,
+/// so that the shared cache holds Cranelift's code for them. A first run
+/// would otherwise run Winch's code (`--compiler auto`), which is not what
+/// later runs, and users, get.
+///
+/// # Errors
+///
+/// If a plugin cannot be compiled.
+pub fn fill_the_cache(dir: &Path) -> anyhow::Result<()> {
+    let grant = locket_tests::grant(dir);
+    use locket_tests::guests::{COUNTER, HOLDER, LOCKER};
+    for plugin in [LOCKER, HOLDER, COUNTER] {
+        let out = locket_tests::host_command(&[&grant, "--compiler=cranelift"], plugin, &[])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("running {plugin}"))?;
+        // The plugins end at once without input (some with a usage error of
+        // their own); only a message from the host means it did not load.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(
+            !stderr.contains("locket-host: error"),
+            "{plugin} did not load: {stderr}"
+        );
+    }
+    Ok(())
+}
+
 /// One contender process in a run: the peer of its kind, and the hand-off
 /// latencies measured with it so far.
 pub struct Contender {

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use locket::{LockError, Mode, lock_file};
@@ -141,10 +142,13 @@ fn dropping_a_waiting_guest_never_leaves_the_lock_held() {
                 .unwrap();
             let call = command.wasi_cli_run().call_run(&mut store);
             // Give up on the guest as soon as it waits in the kernel.
-            tokio::select! {
-                ran = call => Some(ran),
-                () = wait_for_a_waiter(&path) => None,
-            }
+            let mut call = std::pin::pin!(call);
+            let mut waiting = std::pin::pin!(wait_for_a_waiter(&path));
+            std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+                Poll::Ready(ran) => Poll::Ready(Some(ran)),
+                Poll::Pending => waiting.as_mut().poll(cx).map(|()| None),
+            })
+            .await
         });
         assert!(outcome.is_none(), "{wait}: the guest ended: {outcome:?}");
         let stats = store.data().locket.stats();

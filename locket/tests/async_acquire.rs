@@ -74,10 +74,14 @@ fn a_waiting_acquire_does_not_block_a_single_threaded_runtime() {
         let holder = lock_file(&path);
         holder.acquire_async().await.unwrap();
         let waiter = lock_file(&path);
-        let (wait, ()) = tokio::join!(waiter.acquire_async(), async {
+        // The holder lets go from another task on the same thread, which can
+        // only run while the waiter's acquire is pending.
+        let releaser = tokio::spawn(async move {
             tokio::task::yield_now().await;
             holder.release().unwrap();
         });
+        let wait = waiter.acquire_async().await;
+        releaser.await.unwrap();
         wait.map(|()| waiter.is_locked())
     });
     assert!(outcome.unwrap());

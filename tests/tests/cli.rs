@@ -3,8 +3,39 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use locket_tests::{guests, host_command, host_exe};
+
+/// Tiny WebAssembly files for the load errors, in binary form, each under the
+/// text it was assembled from (by `wat`, which is not a dependency: its
+/// `memchr` features would make `cargo test` rebuild wasmtime).
+mod wasm {
+    /// `(module)`
+    pub const CORE_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+    /// `(component)`
+    pub const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+    /// `(component (import "acme:nope/thing@1.0.0" (instance (export "f" (func)))))`
+    pub const UNKNOWN_IMPORT: &[u8] = b"\0asm\x0d\0\x01\0\
+        \x07\x0e\x01\x42\x02\x01\x40\x00\x01\x00\x04\x00\x01f\x01\x00\
+        \x0a\x1a\x01\x00\x15acme:nope/thing@1.0.0\x05\x00";
+    /// `(component (import "locket:lock/locket@0.2.0"
+    ///     (instance (export "lock-file" (func (param "path" string))))))`
+    /// A component (hand-written, not from Rust) whose `run` returns an error:
+    ///
+    /// ```text
+    /// (component
+    ///   (core module $m (func (export "run") (result i32) i32.const 1))
+    ///   (core instance $i (instantiate $m))
+    ///   (func $run (result (result)) (canon lift (core func $i "run")))
+    ///   (instance $cli (export "run" (func $run)))
+    ///   (export "wasi:cli/run@0.2.0" (instance $cli)))
+    /// ```
+    pub const RUN_ERROR: &[u8] = b"\x00asm\x0d\x00\x01\x00\x01/\x00asm\x01\x00\x00\x00\x01\x05\x01\x60\x00\x01\x7f\x03\x02\x01\x00\x07\x07\x01\x03run\x00\x00\x0a\x06\x01\x04\x00A\x01\x0b\x00\x09\x04name\x00\x02\x01m\x02\x04\x01\x00\x00\x00\x07\x08\x02j\x00\x00@\x00\x00\x00\x06\x09\x01\x00\x00\x01\x00\x03run\x08\x06\x01\x00\x00\x00\x00\x01\x05\x0a\x01\x01\x01\x00\x03run\x01\x00\x0b\x18\x01\x00\x12wasi:cli/run@0.2.0\x05\x00\x00\x001\x0ecomponent-name\x01\x06\x00\x11\x01\x00\x01m\x01\x06\x00\x12\x01\x00\x01i\x01\x07\x01\x01\x00\x03run\x01\x07\x05\x01\x00\x03cli";
+    pub const NEWER_LOCKET: &[u8] = b"\0asm\x0d\0\x01\0\
+        \x07\x1c\x01\x42\x02\x01\x40\x01\x04path\x73\x01\x00\x04\x00\x09lock-file\x01\x00\
+        \x0a\x1d\x01\x00\x18locket:lock/locket@0.2.0\x05\x00";
+}
 
 fn run(host_args: &[&str], plugin: &str, plugin_args: &[&str]) -> Output {
     host_command(host_args, plugin, plugin_args)
@@ -49,7 +80,7 @@ fn bad_plugin_files_exit_2_with_one_line() {
             "not a WebAssembly file",
         ),
         (
-            write(d, "core.wasm", &wat::parse_str("(module)").unwrap()),
+            write(d, "core.wasm", wasm::CORE_MODULE),
             "core WebAssembly module",
         ),
         (
@@ -57,28 +88,15 @@ fn bad_plugin_files_exit_2_with_one_line() {
             "not a valid component",
         ),
         (
-            write(
-                d,
-                "unknown-import.wasm",
-                &wat::parse_str(r#"(component (import "acme:nope/thing@1.0.0" (instance (export "f" (func)))))"#)
-                    .unwrap(),
-            ),
+            write(d, "unknown-import.wasm", wasm::UNKNOWN_IMPORT),
             "acme:nope/thing",
         ),
         (
-            write(d, "no-run.wasm", &wat::parse_str("(component)").unwrap()),
+            write(d, "no-run.wasm", wasm::EMPTY_COMPONENT),
             "wasi:cli/run",
         ),
         (
-            write(
-                d,
-                "newer-locket.wasm",
-                &wat::parse_str(
-                    r#"(component (import "locket:lock/locket@0.2.0"
-                         (instance (export "lock-file" (func (param "path" string))))))"#,
-                )
-                .unwrap(),
-            ),
+            write(d, "newer-locket.wasm", wasm::NEWER_LOCKET),
             "locket:lock/locket@0.2.0",
         ),
     ];
@@ -173,19 +191,7 @@ fn the_guests_exit_status_is_the_exit_code() {
         }
     }
     // A component (hand-written, not from Rust) whose `run` returns an error.
-    let run_err = write(
-        dir.path(),
-        "run-err.wasm",
-        &wat::parse_str(
-            r#"(component
-                 (core module $m (func (export "run") (result i32) i32.const 1))
-                 (core instance $i (instantiate $m))
-                 (func $run (result (result)) (canon lift (core func $i "run")))
-                 (instance $cli (export "run" (func $run)))
-                 (export "wasi:cli/run@0.2.0" (instance $cli)))"#,
-        )
-        .unwrap(),
-    );
+    let run_err = write(dir.path(), "run-err.wasm", wasm::RUN_ERROR);
     assert_eq!(run(&[], &run_err, &[]).status.code(), Some(1));
     // A plugin whose main returns normally, and one whose usage error is exit(2).
     assert_eq!(run(&[&grant], guests::LOCKER, &[]).status.code(), Some(0));
@@ -200,7 +206,7 @@ fn the_compilation_cache_can_be_skipped() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // With a fresh cache directory, the first run fills it.
     let cache = tempfile::tempdir().unwrap();
-    let out = host_command(&[&grant], guests::LOCKER, &[])
+    let out = host_command(&[&grant, "--compiler=cranelift"], guests::LOCKER, &[])
         .env("LOCKET_CACHE_DIR", cache.path())
         .stdin(Stdio::null())
         .output()
@@ -358,6 +364,78 @@ fn precompiled_plugins_run_only_when_allowed_and_matching() {
     assert_load_error(&out, "not a regular file");
 }
 
+/// A first run (nothing in the cache) runs Winch's code and leaves Cranelift
+/// compiling into the cache; the runs after map Cranelift's code. `--fuel`
+/// needs Cranelift's code, which meters it.
+#[test]
+fn a_first_run_uses_winch_while_cranelift_compiles_into_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let cache = tempfile::tempdir().unwrap();
+    let run_stats = |args: &[&str]| {
+        let mut all = vec![grant.as_str(), "--stats"];
+        all.extend_from_slice(args);
+        let out = host_command(&all, guests::LOCKER, &[])
+            .env("LOCKET_CACHE_DIR", cache.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        err
+    };
+    let first = run_stats(&[]);
+    assert!(
+        first.contains("code: Winch, compiled for this run (Cranelift compiles into the cache"),
+        "{first}"
+    );
+    // The background compile ends by renaming its entry into place.
+    let started = std::time::Instant::now();
+    let entry = loop {
+        let found = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "cwasm"));
+        if let Some(entry) = found {
+            break entry;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the background compile never filled {}",
+            cache.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(std::fs::metadata(&entry).unwrap().len() > 1000);
+    let later = run_stats(&[]);
+    assert!(later.contains("code: Cranelift, from the cache"), "{later}");
+    let winch = run_stats(&["--compiler=winch"]);
+    assert!(
+        winch.contains("code: Winch, compiled for this run"),
+        "{winch}"
+    );
+    // Fuel: Cranelift, also for a first run (fuel has cache entries of its own).
+    let fuel = run_stats(&["--fuel=100000000"]);
+    assert!(
+        fuel.contains("code: Cranelift, compiled for this run"),
+        "{fuel}"
+    );
+    let out = host_command(
+        &[&grant, "--compiler=winch", "--fuel=1000"],
+        guests::LOCKER,
+        &[],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--fuel needs Cranelift's code"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// The run cache holds precompiled artifacts keyed by the plugin: the second
 /// run maps it, a damaged entry is replaced, and a directory other users may
 /// write to is not used.
@@ -368,7 +446,7 @@ fn the_cache_holds_precompiled_artifacts_and_replaces_damaged_ones() {
     let cache = tempfile::tempdir().unwrap();
     // Runs the plugin with `cache`; it must succeed and log `said`.
     let run_cached = |cache: &Path, said: &str| {
-        let out = host_command(&[&grant], guests::LOCKER, &[])
+        let out = host_command(&[&grant, "--compiler=cranelift"], guests::LOCKER, &[])
             .env("LOCKET_CACHE_DIR", cache)
             .env("RUST_LOG", "locket_host=debug")
             .stdin(Stdio::null())

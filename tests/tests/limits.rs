@@ -51,6 +51,24 @@ fn a_plugin_that_spins_is_stopped_by_fuel_and_its_locks_released() {
     stopped_and_freed(&["--fuel=200000000"], "spin", 134, "used up its fuel");
 }
 
+/// Winch's code (a first run's, or `--compiler winch`) is stopped by
+/// `--timeout` and `--max-memory` as Cranelift's is.
+#[test]
+fn a_plugin_on_winch_code_is_stopped_by_the_timeout_and_memory_limits() {
+    stopped_and_freed(
+        &["--compiler=winch", "--timeout=1s"],
+        "spin",
+        124,
+        "timed out after 1s",
+    );
+    stopped_and_freed(
+        &["--compiler=winch", "--max-memory=32M"],
+        "alloc",
+        134,
+        "memory limit (--max-memory",
+    );
+}
+
 #[test]
 fn sigint_and_sigterm_end_the_run_cleanly() {
     stopped_and_freed(&[], "signal INT", 130, "interrupted (SIGINT)");

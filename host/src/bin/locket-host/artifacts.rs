@@ -19,6 +19,9 @@ use anyhow::{Context, anyhow, bail};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
 
+use crate::cli::Compiler;
+use crate::engine::{Backend, engine};
+
 /// Bumped when the cache's naming or contents change meaning.
 const CACHE_FORMAT: &str = "locket-host precompiled cache 1";
 
@@ -63,33 +66,43 @@ impl Cache {
         Some(Self { dir })
     }
 
-    /// The plugin compiled for `engine`: mapped from the cache when it is
-    /// there, else compiled and stored for the next run.
-    fn load(&self, engine: &Engine, plugin: &Plugin) -> anyhow::Result<Component> {
+    /// The cache entry of `plugin` for `engine`, and its file name.
+    fn entry(&self, engine: &Engine, plugin: &Plugin) -> anyhow::Result<PathBuf> {
         // Hash the file as a stream: on a hit its bytes are never needed.
-        let entry = |key: String| self.dir.join(format!("{key}.cwasm"));
-        let cached = entry(plugin.hash(engine)?);
-        if trusted_entry(&cached) {
-            // SAFETY: wasmtime requires the artifact to be one it made, and to
-            // stay unchanged while loaded. The entry is a regular file of ours
-            // in a directory only we may write to (see `untrusted`), named by
-            // the plugin's content and this engine's settings (which wasmtime
-            // checks again), and entries are only replaced whole, by rename,
-            // so a mapped one never changes under us.
-            match unsafe { Component::deserialize_file(engine, &cached) } {
-                Ok(component) => {
-                    tracing::debug!(entry = ?cached, "loaded the plugin from the cache");
-                    return Ok(component);
-                }
-                Err(e) => {
-                    tracing::debug!(entry = ?cached, error = %e, "unusable cache entry; recompiling");
-                }
+        Ok(self.dir.join(format!("{}.cwasm", plugin.hash(engine)?)))
+    }
+
+    /// The plugin compiled for `engine`, mapped from `entry` if it is there.
+    fn lookup(&self, engine: &Engine, entry: &Path) -> Option<Component> {
+        if !trusted_entry(entry) {
+            return None;
+        }
+        // SAFETY: wasmtime requires the artifact to be one it made, and to
+        // stay unchanged while loaded. The entry is a regular file of ours
+        // in a directory only we may write to (see `untrusted`), named by
+        // the plugin's content and this engine's settings (which wasmtime
+        // checks again), and entries are only replaced whole, by rename, so
+        // a mapped one never changes under us.
+        match unsafe { Component::deserialize_file(engine, entry) } {
+            Ok(component) => {
+                tracing::debug!(?entry, "loaded the plugin from the cache");
+                Some(component)
+            }
+            Err(e) => {
+                tracing::debug!(?entry, error = %e, "unusable cache entry; recompiling");
+                None
             }
         }
+    }
+
+    /// Compiles the plugin with `engine` and stores it for the next runs.
+    fn compile_and_store(&self, engine: &Engine, plugin: &Plugin) -> anyhow::Result<Component> {
         let bytes = plugin.bytes()?;
         let component = compile(engine, &plugin.path, &bytes)?;
         // Named by the bytes compiled, in case the file changed meanwhile.
-        let entry = entry(key(engine, &bytes));
+        let mut key = Key::new(engine);
+        key.0.update(&bytes);
+        let entry = self.dir.join(format!("{}.cwasm", key.finish()));
         match component.serialize() {
             Ok(serialized) => {
                 if let Err(e) = write_atomically(&entry, &serialized) {
@@ -101,6 +114,69 @@ impl Cache {
             Err(e) => tracing::debug!(error = %e, "could not serialize the plugin"),
         }
         Ok(component)
+    }
+
+    /// Starts `locket-host fill-cache` for `plugin`: a process of its own,
+    /// at low priority and in a process group of its own (so that the
+    /// terminal's Ctrl-C for this run does not cut it short), which outlives
+    /// this one if it must. Returns its process id.
+    fn start_filling(&self, plugin: &Path, fuel: bool) -> std::io::Result<u32> {
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command.arg("fill-cache");
+        if fuel {
+            command.arg("--fuel");
+        }
+        command
+            .arg(std::path::absolute(plugin)?)
+            .env("LOCKET_CACHE_DIR", &self.dir)
+            .env_remove("RUST_LOG")
+            .current_dir(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn()?;
+        let pid = child.id();
+        // Reaped when it ends, so that a long run leaves no zombie behind.
+        std::thread::spawn(move || child.wait());
+        Ok(pid)
+    }
+}
+
+/// `locket-host fill-cache`: compiles `plugin` with Cranelift into the cache,
+/// unless it is there already or another process is compiling it now.
+///
+/// # Errors
+///
+/// If there is no usable cache, or the plugin cannot be read or compiled.
+pub(crate) fn fill_cache(plugin: &Path, fuel: bool) -> anyhow::Result<()> {
+    lower_priority();
+    let cache = Cache::open().context("no usable compilation cache")?;
+    let engine = engine(fuel, Backend::Cranelift)?;
+    let file = Plugin::open(plugin)?;
+    let entry = cache.entry(&engine, &file)?;
+    // One compile per plugin at a time: a second would only repeat the work.
+    let busy = locket::lock_file(entry.with_extension("filling"));
+    match busy.acquire_with(locket::Mode::Exclusive, Some(std::time::Duration::ZERO)) {
+        Ok(()) => {}
+        Err(locket::LockError::Timeout { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    if trusted_entry(&entry) {
+        return Ok(());
+    }
+    cache.compile_and_store(&engine, &file).map(drop)
+}
+
+/// Lowers this process's scheduling priority to the least, so that a
+/// background compile yields the CPU to the plugin that is running.
+fn lower_priority() {
+    #[cfg(unix)]
+    // SAFETY: setpriority takes plain integers; failing leaves the priority
+    // as it was, which is harmless.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
 
@@ -144,13 +220,6 @@ fn untrusted(dir: &Path) -> Option<String> {
     }
     let _ = meta;
     None
-}
-
-/// The cache key of `bytes`.
-fn key(engine: &Engine, bytes: &[u8]) -> String {
-    let mut key = Key::new(engine);
-    key.0.update(bytes);
-    key.finish()
 }
 
 /// A cache key being computed: a BLAKE3 digest of everything about the engine that
@@ -315,14 +384,57 @@ pub(crate) struct Load {
     pub(crate) allow_precompiled: bool,
     /// `--no-cache` not given: use the cache of precompiled plugins.
     pub(crate) cache: bool,
-    /// `--fuel`: for the hint on recompiling an artifact.
+    /// `--fuel`: the code must meter fuel, which only Cranelift's does.
     pub(crate) fuel: bool,
+    /// `--compiler`.
+    pub(crate) compiler: Compiler,
 }
 
-/// Loads the plugin: a precompiled artifact if allowed, else compiled, through
-/// the cache unless told not to.
-pub(crate) fn load(engine: &Engine, plugin: &Path, how: &Load) -> anyhow::Result<Component> {
+/// Where a run's native code came from, for `--stats` and the debug log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    /// Cranelift's, mapped from the cache.
+    Cached,
+    /// Cranelift's, from a file given with `--allow-precompiled`.
+    Precompiled,
+    /// Cranelift's, compiled for this run.
+    Cranelift,
+    /// Winch's, compiled for this run; `filling` if Cranelift is compiling
+    /// the plugin into the cache meanwhile, for the next runs.
+    Winch { filling: bool },
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Code::Cached => "Cranelift, from the cache",
+            Code::Precompiled => "Cranelift, precompiled",
+            Code::Cranelift => "Cranelift, compiled for this run",
+            Code::Winch { filling: true } => {
+                "Winch, compiled for this run (Cranelift compiles into the cache in the background)"
+            }
+            Code::Winch { filling: false } => "Winch, compiled for this run",
+        })
+    }
+}
+
+/// A plugin ready to link: its code and the engine the code is for.
+pub(crate) struct Loaded {
+    pub(crate) engine: Engine,
+    pub(crate) component: Component,
+    pub(crate) code: Code,
+}
+
+/// Loads the plugin: a precompiled artifact if allowed, else from the cache,
+/// else compiled as `--compiler` says.
+pub(crate) fn load(plugin: &Path, how: &Load) -> anyhow::Result<Loaded> {
     let file = Plugin::open(plugin)?;
+    let cranelift = engine(how.fuel, Backend::Cranelift)?;
+    let loaded = |engine, component, code| Loaded {
+        engine,
+        component,
+        code,
+    };
     match file.kind {
         Kind::Precompiled if how.allow_precompiled => {
             let hint = format!(
@@ -330,21 +442,52 @@ pub(crate) fn load(engine: &Engine, plugin: &Path, how: &Load) -> anyhow::Result
                 if how.fuel { " --fuel" } else { "" },
                 plugin.display()
             );
-            load_precompiled(engine, plugin, &hint)
+            let component = load_precompiled(&cranelift, plugin, &hint)?;
+            return Ok(loaded(cranelift, component, Code::Precompiled));
         }
         Kind::Precompiled => bail!(
             "{} is a precompiled artifact, not a WebAssembly file; running one needs \
              --allow-precompiled, since its native code is trusted, not checked",
             plugin.display()
         ),
-        Kind::Wasm => {
-            let cache = if how.cache { Cache::open() } else { None };
-            match cache {
-                Some(cache) => cache.load(engine, &file),
-                None => compile(engine, plugin, &file.bytes()?),
+        Kind::Wasm => {}
+    }
+    if how.compiler == Compiler::Winch {
+        let winch = engine(false, Backend::Winch)?;
+        let component = compile(&winch, plugin, &file.bytes()?)?;
+        return Ok(loaded(winch, component, Code::Winch { filling: false }));
+    }
+    let Some(cache) = how.cache.then(Cache::open).flatten() else {
+        let component = compile(&cranelift, plugin, &file.bytes()?)?;
+        return Ok(loaded(cranelift, component, Code::Cranelift));
+    };
+    let entry = cache.entry(&cranelift, &file)?;
+    if let Some(component) = cache.lookup(&cranelift, &entry) {
+        return Ok(loaded(cranelift, component, Code::Cached));
+    }
+    if how.compiler == Compiler::Auto && !how.fuel {
+        let winch = engine(false, Backend::Winch)?;
+        match compile(&winch, plugin, &file.bytes()?) {
+            Ok(component) => {
+                let filling = match cache.start_filling(plugin, how.fuel) {
+                    Ok(pid) => {
+                        tracing::debug!(pid, "compiling with Cranelift into the cache");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot compile into the cache");
+                        false
+                    }
+                };
+                return Ok(loaded(winch, component, Code::Winch { filling }));
             }
+            // Cranelift may take what Winch cannot (some proposals), and
+            // names the problem if the plugin is not valid.
+            Err(e) => tracing::debug!(error = %e, "Winch cannot compile the plugin"),
         }
     }
+    let component = cache.compile_and_store(&cranelift, &file)?;
+    Ok(loaded(cranelift, component, Code::Cranelift))
 }
 
 /// Compiles a component, with a one-line reason when it is not valid.

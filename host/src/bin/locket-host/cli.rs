@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use locket_host::DEFAULT_MAX_LOCKS;
 
 /// Exit code for load, usage and validation errors.
@@ -37,6 +37,34 @@ pub(crate) enum Command {
     /// locket-host and these options; `run` refuses one made otherwise.
     /// Example: locket-host compile plugin.wasm -o plugin.cwasm
     Compile(CompileArgs),
+    /// Compiles a plugin with Cranelift into the cache, at low priority: what
+    /// `run` starts in the background after a first run on Winch. Not for
+    /// direct use.
+    #[command(hide = true)]
+    FillCache(FillCacheArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct FillCacheArgs {
+    /// Compile for `run --fuel`.
+    #[arg(long)]
+    pub(crate) fuel: bool,
+
+    /// The plugin component.
+    pub(crate) plugin: PathBuf,
+}
+
+/// `run --compiler`: how a plugin that is not in the cache is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Compiler {
+    /// Winch now, for a fast start, and Cranelift into the cache in the
+    /// background, for the runs after; Cranelift now where Winch cannot serve
+    /// (with --fuel or --no-cache, or a plugin Winch cannot compile).
+    Auto,
+    /// Cranelift now, and into the cache: optimised code from the first run.
+    Cranelift,
+    /// Winch, every run: the fastest compile, the slowest code (not with --fuel).
+    Winch,
 }
 
 #[derive(Args)]
@@ -113,6 +141,15 @@ pub(crate) struct RunArgs {
     /// ~/.cache/locket-host).
     #[arg(long)]
     pub(crate) no_cache: bool,
+
+    /// How to compile a plugin that is not in the cache. `auto` runs its
+    /// first run on Winch, wasmtime's baseline compiler, which compiles a
+    /// large plugin several times faster than Cranelift, while Cranelift
+    /// compiles optimised code into the cache in the background (a
+    /// low-priority `locket-host` process) for the runs after. `--stats` says
+    /// which code ran. Example: --compiler cranelift
+    #[arg(long, value_enum, default_value_t = Compiler::Auto)]
+    pub(crate) compiler: Compiler,
 
     /// The plugin component, then its arguments, passed verbatim (even
     /// `--help`). Example: plugin.wasm --verbose input.txt

@@ -5,7 +5,7 @@ use anyhow::Context;
 
 use crate::artifacts::{self, Kind, Plugin};
 use crate::cli::CompileArgs;
-use crate::engine::engine;
+use crate::engine::{Backend, engine};
 
 /// Writes the artifact of `args.plugin` to `args.output`.
 pub(crate) fn compile(args: &CompileArgs) -> anyhow::Result<()> {
@@ -17,7 +17,7 @@ pub(crate) fn compile(args: &CompileArgs) -> anyhow::Result<()> {
         );
     }
     let bytes = file.bytes()?;
-    let engine = engine(args.fuel)?;
+    let engine = engine(args.fuel, Backend::Cranelift)?;
     let component = artifacts::compile(&engine, &args.plugin, &bytes)?;
     let serialized = component.serialize().map_err(anyhow::Error::from)?;
     artifacts::write_atomically(&args.output, &serialized)

@@ -2,8 +2,9 @@
 //! native processes.
 //!
 //! This file only dispatches: each subcommand has a file of its own
-//! (`run.rs`, `compile.rs`), the flags are in `cli.rs`, and what both
-//! subcommands need is in `engine.rs` and `artifacts.rs`.
+//! (`run.rs`, `compile.rs`; the hidden `fill-cache` that `run` starts is in
+//! `artifacts.rs`, beside the cache it fills), the flags are in `cli.rs`,
+//! and what the subcommands share is in `engine.rs` and `artifacts.rs`.
 
 mod artifacts;
 mod cli;
@@ -24,6 +25,9 @@ fn main() -> ExitCode {
     let outcome = match command {
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::compile(&args).map(|()| ExitCode::SUCCESS),
+        Command::FillCache(args) => {
+            artifacts::fill_cache(&args.plugin, args.fuel).map(|()| ExitCode::SUCCESS)
+        }
     };
     // An `Err` is a failure before any plugin ran: loading, validation,
     // set-up. A plugin's own outcome is the `Ok` exit code.

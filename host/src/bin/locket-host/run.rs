@@ -6,16 +6,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use locket_host::{Access, DeadlineExceeded, Grants, LocketCtx, PluginState};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx};
 
-use crate::artifacts::{self, Load};
-use crate::cli::{EXIT_TIMEOUT, EXIT_TRAP, RunArgs};
-use crate::engine::engine;
+use crate::artifacts::{self, Load, Loaded};
+use crate::cli::{Compiler, EXIT_TIMEOUT, EXIT_TRAP, RunArgs};
 use crate::signals::exit_on_termination_signals;
 
 /// Runs the plugin. An `Err` is a failure before it started; the plugin's own
@@ -35,15 +34,28 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| anyhow!("plugin argument {a:?} is not valid UTF-8"))
         })
         .collect::<anyhow::Result<_>>()?;
+    if args.fuel.is_some() && args.compiler == Compiler::Winch {
+        bail!(
+            "--fuel needs Cranelift's code, which meters fuel; Winch's does not (drop --compiler winch)"
+        );
+    }
     let started = Instant::now();
-    let engine = engine(args.fuel.is_some())?;
     let how = Load {
         allow_precompiled: args.allow_precompiled,
         cache: !args.no_cache,
         fuel: args.fuel.is_some(),
+        compiler: args.compiler,
     };
-    let component = artifacts::load(&engine, plugin, &how)?;
-    tracing::debug!(load_us = started.elapsed().as_micros(), "plugin loaded");
+    let Loaded {
+        engine,
+        component,
+        code,
+    } = artifacts::load(plugin, &how)?;
+    tracing::debug!(
+        load_us = started.elapsed().as_micros(),
+        %code,
+        "plugin loaded"
+    );
     let command = link(&engine, &component, plugin)?;
     let mut store = store(&engine, &args, plugin, &guest_args)?;
     tracing::debug!(
@@ -66,6 +78,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
              waited {:.3?} in all, {:.3?} at most",
             s.handles, s.acquired, s.timeouts, s.errors, s.releases, s.total_wait, s.max_wait
         );
+        eprintln!("locket-host: stats: code: {code}");
     }
     // Release every lock the plugin still held, now: closing the handles'
     // files does it. The rest (the instance's memory, the compiled code) is
