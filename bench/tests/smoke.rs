@@ -39,7 +39,7 @@ fn a_smoke_run_reports_every_section_and_loses_no_update() {
         "guest, timeout 60 s",
         "locket.py, timeout 5 s",
         "py-filelock",
-        "no lock that checks can cost less than raw + stat",
+        "no lock that checks can cost less than raw + fstat",
     ] {
         assert!(report.contains(row), "no {row:?} row in:\n{report}");
     }

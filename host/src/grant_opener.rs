@@ -65,8 +65,9 @@ impl Opener for GrantOpener {
     }
 
     fn identify(&self) -> io::Result<Option<FileId>> {
-        // Every acquire calls this once it holds the lock, so it is on the
-        // hand-off path. Without following the last component, cap-std can
+        // An acquire calls this once it holds the lock whenever one `fstat`
+        // of the file cannot vouch for it (see `Opener::reaches_without_symlinks`),
+        // so it can be on the hand-off path. Without following the last component, cap-std can
         // stat a name in the granted directory in one `fstatat`; only when
         // that name is a symlink do we need the full (following) resolution.
         let meta = match self.dir.symlink_metadata(&self.relative) {
@@ -79,6 +80,17 @@ impl Opener for GrantOpener {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn reaches_without_symlinks(&self) -> bool {
+        // Each prefix of the relative path, stat'ed without following it.
+        let mut prefix = PathBuf::new();
+        self.relative.components().all(|component| {
+            prefix.push(component);
+            self.dir
+                .symlink_metadata(&prefix)
+                .is_ok_and(|meta| !meta.file_type().is_symlink())
+        })
     }
 }
 

@@ -74,11 +74,25 @@ impl Lock {
     ///
     /// With it on, each acquire makes sure, once it has the lock, that the
     /// path still names the file it locked, and re-opens the path if another
-    /// program deleted or replaced the lock file meanwhile. That costs one
-    /// `stat` of the path per acquire (about 1.1 µs here; see the benchmark).
-    /// Turn it off only where nothing deletes or replaces lock files while
-    /// they are in use, which is what locket.py and `flock(1)` assume: a
-    /// handle would then go on locking a file that nobody else can see.
+    /// program deleted, renamed or replaced the lock file meanwhile.
+    ///
+    /// On Unix most acquires pay one `fstat` of the file held, not a walk
+    /// of the path: a file deleted or renamed over has no name left (link
+    /// count 0), and any rename, link or unlink of it sets its change time.
+    /// So once the path was found to name the file, and the file's change
+    /// time is old enough (2 s) that a later change cannot leave it as it
+    /// was, an unchanged link count and change time show that the path still
+    /// names the file. Otherwise (a file changed or written to lately, a path
+    /// through a symlink, a file with no link left) the path is resolved
+    /// again, as on Windows always.
+    ///
+    /// What the `fstat` cannot see is a change above the file: a directory
+    /// on the path renamed or replaced, or, for a relative path, the working
+    /// directory changed. Those are noticed once the file itself changes.
+    ///
+    /// Turn the check off only where nothing deletes or replaces lock files
+    /// while they are in use, which is what locket.py and `flock(1)` assume:
+    /// a handle would then go on locking a file that nobody else can see.
     #[must_use]
     pub fn with_replacement_check(self, check: bool) -> Self {
         self.core.set_replacement_check(check);

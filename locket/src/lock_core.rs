@@ -48,6 +48,12 @@ struct State {
 struct Opened {
     file: File,
     id: FileId,
+    /// The file's stamp when the opener last found it at the path, if any
+    /// later change to the file's names is sure to change the stamp: while
+    /// the stamp stays the same, the path still names the file.
+    trusted: Option<sys::Stamp>,
+    /// Whether the path reaches the file through no symlink, once asked.
+    direct: Option<bool>,
 }
 
 impl Core {
@@ -193,7 +199,7 @@ impl Core {
         cancel: Option<&Cancel>,
     ) -> (Result<(), LockError>, Option<Opened>) {
         loop {
-            let (opened, was_cached) = match cached.take() {
+            let (mut opened, was_cached) = match cached.take() {
                 Some(opened) => (opened, true),
                 None => match self.open() {
                     Ok(opened) => (opened, false),
@@ -201,26 +207,25 @@ impl Core {
                 },
             };
             // A file kept open from an earlier acquire may since have been
-            // deleted or replaced. Checking costs a stat, so it is done only
-            // where a stale file would mislead: before reporting a deadlock
-            // and before waiting. (After locking, every acquire checks.)
+            // deleted or replaced. Checking costs a system call, so it is
+            // done only where a stale file would mislead: before reporting a
+            // deadlock and before waiting. (After locking, every acquire
+            // checks.)
             let check = self.check_replacement.load(Ordering::Relaxed);
-            let stale = |opened: &Opened| {
-                check
-                    && was_cached
-                    && !matches!(self.opener.identify(), Ok(Some(id)) if id == opened.id)
+            let stale = |opened: &mut Opened| {
+                check && was_cached && !matches!(self.still_named(opened), Ok(true))
             };
             if let Some(group) = &self.group
                 && group.conflicts(opened.id, mode)
             {
-                if stale(&opened) {
+                if stale(&mut opened) {
                     continue; // `cached` is None now: reopen
                 }
                 let path = self.path.clone();
                 return (Err(LockError::Deadlock { path }), Some(opened));
             }
             let got = match wait::try_lock(&opened.file, mode) {
-                Ok(false) if stale(&opened) => continue,
+                Ok(false) if stale(&mut opened) => continue,
                 Ok(false) => wait::wait_for(&opened.file, mode, wait, cancel),
                 other => other,
             };
@@ -237,19 +242,19 @@ impl Core {
             }
             // We hold the file we opened; make sure it is still the one the
             // path names, or the lock would exclude nobody.
-            let identity = if check {
-                self.opener.identify()
+            let named = if check {
+                self.still_named(&mut opened)
             } else {
-                Ok(Some(opened.id))
+                Ok(true)
             };
-            match identity {
-                Ok(Some(id)) if id == opened.id => {
+            match named {
+                Ok(true) => {
                     if let Some(group) = &self.group {
                         group.record(opened.id, mode);
                     }
                     return (Ok(()), Some(opened));
                 }
-                Ok(_) => {
+                Ok(false) => {
                     // Deleted or replaced: drop it (closing unlocks) and retry.
                     drop(opened);
                 }
@@ -259,6 +264,33 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Whether the path still names the open file. One `fstat` of the file
+    /// answers when the file has no name left (deleted, or renamed over), or
+    /// when its stamp is the one it had when the opener last found it at the
+    /// path; otherwise the opener resolves the path.
+    fn still_named(&self, opened: &mut Opened) -> std::io::Result<bool> {
+        let stamp = sys::stamp(&opened.file)?;
+        if let Some(stamp) = stamp {
+            if stamp.unlinked() {
+                return Ok(false);
+            }
+            if opened.trusted == Some(stamp) {
+                return Ok(true);
+            }
+        }
+        let named = matches!(self.opener.identify()?, Some(id) if id == opened.id);
+        // The stamp was read before the path was resolved, so a change in
+        // between shows as a new stamp next time.
+        opened.trusted = stamp.filter(|stamp| {
+            named
+                && stamp.settled()
+                && *opened
+                    .direct
+                    .get_or_insert_with(|| self.opener.reaches_without_symlinks())
+        });
+        Ok(named)
     }
 
     fn open(&self) -> Result<Opened, LockError> {
@@ -289,7 +321,12 @@ impl Core {
         let id = sys::file_id(&file, &meta)
             .map(FileId)
             .map_err(|e| self.io_error(e))?;
-        Ok(Opened { file, id })
+        Ok(Opened {
+            file,
+            id,
+            trusted: None,
+            direct: None,
+        })
     }
 }
 

@@ -173,6 +173,20 @@ pub trait Opener: Send + Sync + 'static {
     ///
     /// Any error from the operating system other than the file being missing.
     fn identify(&self) -> io::Result<Option<FileId>>;
+
+    /// Whether the name reaches its file through no symbolic link, so that
+    /// only a change to the file's own names (which sets its change time)
+    /// can make the name refer to another file.
+    ///
+    /// When this is `true`, a handle skips [`identify`](Self::identify)
+    /// after an acquire if one `fstat` of the file it holds shows that
+    /// nothing about the file changed since `identify` last found it at the
+    /// name (see [`Lock::with_replacement_check`](crate::Lock::with_replacement_check)).
+    /// The default, `false`, resolves the name on every acquire. It is asked
+    /// at most once per opened file.
+    fn reaches_without_symlinks(&self) -> bool {
+        false
+    }
 }
 
 /// The default [`Opener`]: a path on the real filesystem.
@@ -198,5 +212,17 @@ impl Opener for PathOpener {
 
     fn identify(&self) -> io::Result<Option<FileId>> {
         Ok(sys::path_id(&self.0)?.map(FileId))
+    }
+
+    fn reaches_without_symlinks(&self) -> bool {
+        // The resolved path is the path as written only if no component of
+        // it is a symlink (`..` makes them differ too, which is only
+        // cautious).
+        let (Ok(written), Ok(resolved)) =
+            (std::path::absolute(&self.0), std::fs::canonicalize(&self.0))
+        else {
+            return false;
+        };
+        written.components().eq(resolved.components())
     }
 }

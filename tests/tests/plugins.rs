@@ -207,3 +207,54 @@ fn no_lost_updates_between_plugins_and_native_processes() {
         .unwrap();
     assert_eq!(total, 8 * n);
 }
+
+/// The host's replaced-file check on its fast path (one `fstat` of a lock
+/// file whose change time has settled, as the `locket` crate's own tests
+/// check natively): a plugin whose lock file is deleted, renamed or
+/// replaced behind its back locks the file the path names now.
+#[test]
+fn a_settled_lock_file_changed_behind_a_plugins_back_is_noticed() {
+    type Change = fn(&Path, &Path);
+    let changes: [(&str, Change); 4] = [
+        ("deleted", |_, path| std::fs::remove_file(path).unwrap()),
+        ("renamed over", |dir, path| {
+            std::fs::write(dir.join("new"), "").unwrap();
+            std::fs::rename(dir.join("new"), path).unwrap();
+        }),
+        ("renamed away", |dir, path| {
+            std::fs::rename(path, dir.join("old")).unwrap();
+        }),
+        ("one of two hard links deleted", |dir, path| {
+            std::fs::rename(dir.join("alias"), dir.join("kept")).unwrap();
+            std::fs::remove_file(path).unwrap();
+        }),
+    ];
+    let dirs: Vec<_> = changes.iter().map(|_| scratch()).collect();
+    for dir in &dirs {
+        let path = dir.path().join("x.lock");
+        std::fs::write(&path, "").unwrap();
+        std::fs::hard_link(&path, dir.path().join("alias")).unwrap();
+    }
+    // Age the files: a change time is trusted once it is 2 s old.
+    std::thread::sleep(Duration::from_millis(2100));
+    for ((name, change), dir) in changes.iter().zip(&dirs) {
+        let path = dir.path().join("x.lock");
+        let mut plugin = locker(dir.path());
+        for _ in 0..2 {
+            plugin.ask("acquire", "acquired").unwrap();
+            plugin.ask("release", "released").unwrap();
+        }
+        change(dir.path(), &path);
+        let mut fresh = native(dir.path());
+        fresh.ask("acquire", "acquired").unwrap();
+        plugin.send("acquire 0").unwrap();
+        let answer = plugin.line_within(PROMPT).unwrap();
+        assert!(
+            answer.starts_with("error: timeout"),
+            "{name}: the plugin locked the file it had open, not the path's ({answer})"
+        );
+        fresh.ask("release", "released").unwrap();
+        plugin.ask("acquire 0", "acquired").unwrap();
+        fresh.ask("acquire 0", "error: timeout").unwrap();
+    }
+}

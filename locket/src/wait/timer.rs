@@ -96,6 +96,22 @@ impl ThreadTimer {
     pub(super) fn arm(&self, first: Duration) -> io::Result<()> {
         settime(self.id, first)
     }
+
+    /// Stops the timer; it can be armed again. A signal it queued before
+    /// this returns is delivered to `on_wake` as the syscall returns, since
+    /// the signal is unblocked in this thread.
+    pub(super) fn disarm(&self) -> io::Result<()> {
+        let stopped = libc::itimerspec {
+            it_interval: timespec(Duration::ZERO),
+            it_value: timespec(Duration::ZERO),
+        };
+        // SAFETY: the timer is live (deleted only on drop), and `stopped`
+        // is initialised.
+        if unsafe { libc::timer_settime(self.id, 0, &stopped, ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 impl Drop for ThreadTimer {
