@@ -5,8 +5,9 @@
 #      in the same clone (`cargo test --workspace --no-run`, as test.sh runs
 #      it, after the same `scripts/prepare-tests.sh`);
 #   2. the build of `./test.sh` from cold, in a second fresh clone.
-# Prints one line per figure. The clones go to a scratch directory that is
-# removed at the end. Run nothing else meanwhile: builds share the cores.
+# Prints one line per figure and adds a row for REV to bench/BUILD-TIMES.md.
+# The clones go to a scratch directory that is removed at the end. Run
+# nothing else meanwhile: builds share the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=${1:-HEAD}
@@ -33,3 +34,16 @@ echo "build-times $commit: ./demo.sh from cold: ${demo} s (target ${demo_target}
 echo "build-times $commit: ./test.sh's build right after ./demo.sh: ${after_demo} s"
 echo "build-times $commit: ./test.sh's build from cold: ${cold} s (target ${cold_target} MB)"
 awk -v a="$after_demo" -v c="$cold" 'BEGIN { printf "build-times '"$commit"': after-demo / cold test build: %.2f\n", a / c }'
+table=bench/BUILD-TIMES.md
+if [ ! -f "$table" ]; then
+    cat >"$table" <<'HEADER'
+# First build
+
+Regenerate a row with `bench/build-times.sh REV`, on an otherwise idle machine: fresh clones, each with its own target directory, sharing only cargo's download cache. "After ./demo.sh" is `cargo test --workspace --no-run` (the build of ./test.sh) in the clone where ./demo.sh just ran; "cold" is the same in a second fresh clone.
+
+| commit | `./demo.sh` from cold, s | test build after it, s | test build from cold, s | after / cold | target dir, MB |
+|---|---:|---:|---:|---:|---:|
+HEADER
+fi
+ratio=$(awk -v a="$after_demo" -v c="$cold" 'BEGIN { printf "%.2f", a / c }')
+echo "| $commit ($(git log -1 --format=%cs "$rev")) | $demo | $after_demo | $cold | $ratio | $demo_target |" >>"$table"

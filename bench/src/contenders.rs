@@ -156,7 +156,7 @@ impl Contender {
     /// When the hand-off's acquire happened, by the contender's wall clock,
     /// in ns since the Unix epoch.
     pub fn acquired_at(&mut self) -> anyhow::Result<u128> {
-        Ok(self.process.number()? as u128)
+        self.process.number()
     }
 
     /// The mean ns of one uncontended acquire+release over `n`, timed by

@@ -34,7 +34,7 @@ mod sections;
 mod stats;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
@@ -76,6 +76,27 @@ impl Options {
         }
         Ok(options)
     }
+}
+
+/// The first-build figures, which take fresh clones and most of an hour, so
+/// `bench/build-times.sh` measures them apart and writes them to
+/// `bench/BUILD-TIMES.md`; the report carries that file as it is.
+fn first_build(report: &mut String) -> anyhow::Result<()> {
+    writeln!(report, "## First build\n")?;
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("BUILD-TIMES.md");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let body = text.split_once("\n\n").map_or(text.as_str(), |(_, rest)| rest);
+            writeln!(
+                report,
+                "Measured apart, by `bench/build-times.sh` (bench/BUILD-TIMES.md):\n\n{}",
+                body.trim_end()
+            )?;
+        }
+        Err(_) => writeln!(report, "(not measured: run bench/build-times.sh)")?,
+    }
+    writeln!(report)?;
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,6 +142,7 @@ fn main() -> anyhow::Result<()> {
     let instances: &[usize] = if smoke { &[1, 4] } else { &[1, 16, 64] };
     memory::run(dir, instances, &mut report)?;
     timeouts::run(&dir.join("timeout.lock"), &mut report)?;
+    first_build(&mut report)?;
     targets(&mut report, &figures)?;
     print!("{report}");
     if let Some(out) = &options.out {

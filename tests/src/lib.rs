@@ -167,13 +167,15 @@ impl LineProcess {
         self.line_within(within).ok()
     }
 
-    /// The last word of the next line (within [`PROMPT`]), as a number: the
-    /// answer of a measurement command such as `bench N` or `at NS`.
+    /// The last word of the next line (within [`PROMPT`]), as a number of
+    /// type `N`: the answer of a measurement command such as `bench N` (an
+    /// `f64`) or `at NS` (a `u128`: as an `f64`, nanoseconds since 1970
+    /// would be rounded to 256 ns).
     ///
     /// # Errors
     ///
     /// If no line comes, or its last word is not a number.
-    pub fn number(&mut self) -> anyhow::Result<f64> {
+    pub fn number<N: std::str::FromStr>(&mut self) -> anyhow::Result<N> {
         let line = self.line_within(PROMPT)?;
         line.split_whitespace()
             .last()
