@@ -86,7 +86,9 @@ fn first_build(report: &mut String) -> anyhow::Result<()> {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("BUILD-TIMES.md");
     match std::fs::read_to_string(&file) {
         Ok(text) => {
-            let body = text.split_once("\n\n").map_or(text.as_str(), |(_, rest)| rest);
+            let body = text
+                .split_once("\n\n")
+                .map_or(text.as_str(), |(_, rest)| rest);
             writeln!(
                 report,
                 "Measured apart, by `bench/build-times.sh` (bench/BUILD-TIMES.md):\n\n{}",

@@ -84,7 +84,9 @@ impl Lock {
     /// was, an unchanged link count and change time show that the path still
     /// names the file. Otherwise (a file changed or written to lately, a path
     /// through a symlink, a file with no link left) the path is resolved
-    /// again, as on Windows always.
+    /// again, as on Windows always; and while the change time keeps moving
+    /// (locket.py truncates its lock file at every acquire), the next 63
+    /// checks walk the path without the `fstat`, as the check did before.
     ///
     /// What the `fstat` cannot see is a change above the file: a directory
     /// on the path renamed or replaced, or, for a relative path, the working

@@ -54,7 +54,16 @@ struct Opened {
     trusted: Option<sys::Stamp>,
     /// Whether the path reaches the file through no symlink, once asked.
     direct: Option<bool>,
+    /// How many more checks only walk the path, without the `fstat`: after
+    /// the stamp could not vouch for the file (it changes all the time, as
+    /// when locket.py truncates the file at each acquire, or the path has a
+    /// symlink), the `fstat` would only add to the walk.
+    walk_only: u32,
 }
+
+/// Checks that only walk the path after the stamp could not vouch for the
+/// file, before the `fstat` is tried again.
+const WALK_ONLY: u32 = 63;
 
 impl Core {
     pub(crate) fn new(path: PathBuf, opener: Box<dyn Opener>, group: Option<Arc<Holds>>) -> Self {
@@ -271,6 +280,13 @@ impl Core {
     /// when its stamp is the one it had when the opener last found it at the
     /// path; otherwise the opener resolves the path.
     fn still_named(&self, opened: &mut Opened) -> std::io::Result<bool> {
+        let identified = |opened: &Opened| -> std::io::Result<bool> {
+            Ok(matches!(self.opener.identify()?, Some(id) if id == opened.id))
+        };
+        if opened.walk_only > 0 {
+            opened.walk_only -= 1;
+            return identified(opened);
+        }
         let stamp = sys::stamp(&opened.file)?;
         if let Some(stamp) = stamp {
             if stamp.unlinked() {
@@ -280,7 +296,7 @@ impl Core {
                 return Ok(true);
             }
         }
-        let named = matches!(self.opener.identify()?, Some(id) if id == opened.id);
+        let named = identified(opened)?;
         // The stamp was read before the path was resolved, so a change in
         // between shows as a new stamp next time.
         opened.trusted = stamp.filter(|stamp| {
@@ -290,6 +306,9 @@ impl Core {
                     .direct
                     .get_or_insert_with(|| self.opener.reaches_without_symlinks())
         });
+        if named && opened.trusted.is_none() {
+            opened.walk_only = WALK_ONLY;
+        }
         Ok(named)
     }
 
@@ -326,6 +345,7 @@ impl Core {
             id,
             trusted: None,
             direct: None,
+            walk_only: 0,
         })
     }
 }

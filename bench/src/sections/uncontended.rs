@@ -40,9 +40,12 @@ pub fn run(
     } else {
         Vec::new()
     };
+    // A file of their own: locket.py opens its lock file with "wb", which
+    // truncates it and so sets its change time at every acquire, and the
+    // replaced-file check then walks the path (see `Lock::with_replacement_check`).
     let mut py = py_kinds
         .iter()
-        .map(|&k| Contender::start(k, dir, "uncontended.lock"))
+        .map(|&k| Contender::start(k, dir, "uncontended-py.lock"))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut py_samples = vec![Vec::new(); py.len()];
     let py_ops = 200;
