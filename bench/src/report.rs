@@ -202,5 +202,9 @@ pub fn targets(report: &mut String, figures: &Figures) -> anyhow::Result<()> {
             locket / checked
         )?;
     }
+    writeln!(
+        report,
+        "The guest's remaining cost over `locket` is wasmtime's component-model call path (two host calls per acquire+release: lifting, lowering, borrow-scope checks), not the host's code. A first run on Winch still has Cranelift compile one trampoline per function callable from outside, thousands in a Python plugin: about a third of that run by perf. See bench/HANDOFF-TRACE.md for where a guest's hand-off goes.\n"
+    )?;
     Ok(())
 }
