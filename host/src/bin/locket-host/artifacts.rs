@@ -66,10 +66,21 @@ impl Cache {
         Some(Self { dir })
     }
 
-    /// The cache entry of `plugin` for `engine`, and its file name.
+    /// The cache entry of `plugin` for `engine`. The file is hashed as a
+    /// stream: on a hit its bytes are never needed.
     fn entry(&self, engine: &Engine, plugin: &Plugin) -> anyhow::Result<PathBuf> {
-        // Hash the file as a stream: on a hit its bytes are never needed.
-        Ok(self.dir.join(format!("{}.cwasm", plugin.hash(engine)?)))
+        Ok(self.entry_named(plugin.hash(engine)?))
+    }
+
+    /// The cache entry of a plugin whose bytes are `bytes`, for `engine`.
+    fn entry_of(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
+        let mut key = Key::new(engine);
+        key.0.update(bytes);
+        self.entry_named(key.finish())
+    }
+
+    fn entry_named(&self, key: String) -> PathBuf {
+        self.dir.join(format!("{key}.cwasm"))
     }
 
     /// The plugin compiled for `engine`, mapped from `entry` if it is there.
@@ -95,14 +106,17 @@ impl Cache {
         }
     }
 
-    /// Compiles the plugin with `engine` and stores it for the next runs.
-    fn compile_and_store(&self, engine: &Engine, plugin: &Plugin) -> anyhow::Result<Component> {
-        let bytes = plugin.bytes()?;
-        let component = compile(engine, &plugin.path, &bytes)?;
-        // Named by the bytes compiled, in case the file changed meanwhile.
-        let mut key = Key::new(engine);
-        key.0.update(&bytes);
-        let entry = self.dir.join(format!("{}.cwasm", key.finish()));
+    /// Compiles `bytes`, the plugin read from `plugin`, with `engine` and
+    /// stores it for the next runs, under the entry of the bytes compiled
+    /// (in case the file changed since it was hashed).
+    fn compile_and_store(
+        &self,
+        engine: &Engine,
+        plugin: &Path,
+        bytes: &[u8],
+    ) -> anyhow::Result<Component> {
+        let component = compile(engine, plugin, bytes)?;
+        let entry = self.entry_of(engine, bytes);
         match component.serialize() {
             Ok(serialized) => {
                 if let Err(e) = write_atomically(&entry, &serialized) {
@@ -154,8 +168,8 @@ pub(crate) fn fill_cache(plugin: &Path, fuel: bool) -> anyhow::Result<()> {
     lower_priority();
     let cache = Cache::open().context("no usable compilation cache")?;
     let engine = engine(fuel, Backend::Cranelift)?;
-    let file = Plugin::open(plugin)?;
-    let entry = cache.entry(&engine, &file)?;
+    let bytes = Plugin::open(plugin)?.bytes()?;
+    let entry = cache.entry_of(&engine, &bytes);
     // One compile per plugin at a time: a second would only repeat the work.
     let busy = locket::lock_file(entry.with_extension("filling"));
     match busy.acquire_with(locket::Mode::Exclusive, Some(std::time::Duration::ZERO)) {
@@ -166,7 +180,7 @@ pub(crate) fn fill_cache(plugin: &Path, fuel: bool) -> anyhow::Result<()> {
     if trusted_entry(&entry) {
         return Ok(());
     }
-    cache.compile_and_store(&engine, &file).map(drop)
+    cache.compile_and_store(&engine, plugin, &bytes).map(drop)
 }
 
 /// Lowers this process's scheduling priority to the least, so that a
@@ -429,7 +443,7 @@ pub(crate) struct Loaded {
 /// else compiled as `--compiler` says.
 pub(crate) fn load(plugin: &Path, how: &Load) -> anyhow::Result<Loaded> {
     let file = Plugin::open(plugin)?;
-    let cranelift = engine(how.fuel, Backend::Cranelift)?;
+    let cranelift = || engine(how.fuel, Backend::Cranelift);
     let loaded = |engine, component, code| Loaded {
         engine,
         component,
@@ -442,6 +456,7 @@ pub(crate) fn load(plugin: &Path, how: &Load) -> anyhow::Result<Loaded> {
                 if how.fuel { " --fuel" } else { "" },
                 plugin.display()
             );
+            let cranelift = cranelift()?;
             let component = load_precompiled(&cranelift, plugin, &hint)?;
             return Ok(loaded(cranelift, component, Code::Precompiled));
         }
@@ -457,6 +472,7 @@ pub(crate) fn load(plugin: &Path, how: &Load) -> anyhow::Result<Loaded> {
         let component = compile(&winch, plugin, &file.bytes()?)?;
         return Ok(loaded(winch, component, Code::Winch { filling: false }));
     }
+    let cranelift = cranelift()?;
     let Some(cache) = how.cache.then(Cache::open).flatten() else {
         let component = compile(&cranelift, plugin, &file.bytes()?)?;
         return Ok(loaded(cranelift, component, Code::Cranelift));
@@ -465,9 +481,11 @@ pub(crate) fn load(plugin: &Path, how: &Load) -> anyhow::Result<Loaded> {
     if let Some(component) = cache.lookup(&cranelift, &entry) {
         return Ok(loaded(cranelift, component, Code::Cached));
     }
+    // A miss: the bytes are read once, for whichever compiler takes them.
+    let bytes = file.bytes()?;
     if how.compiler == Compiler::Auto && !how.fuel {
         let winch = engine(false, Backend::Winch)?;
-        match compile(&winch, plugin, &file.bytes()?) {
+        match compile(&winch, plugin, &bytes) {
             Ok(component) => {
                 let filling = match cache.start_filling(plugin, how.fuel) {
                     Ok(pid) => {
@@ -486,7 +504,7 @@ pub(crate) fn load(plugin: &Path, how: &Load) -> anyhow::Result<Loaded> {
             Err(e) => tracing::debug!(error = %e, "Winch cannot compile the plugin"),
         }
     }
-    let component = cache.compile_and_store(&cranelift, &file)?;
+    let component = cache.compile_and_store(&cranelift, plugin, &bytes)?;
     Ok(loaded(cranelift, component, Code::Cranelift))
 }
 
