@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: the
-# wasm32-wasip2 target for the guest plugins, util-linux flock(1) and
-# coreutils mkfifo from Debian's packages when they are missing, and
-# componentize-py from PyPI. With the argument `demo`, only what the demo needs.
+# wasm32-wasip2 target for the guest plugins; from Debian's packages when they
+# are missing, util-linux flock(1), coreutils mkfifo, protoc (the etcd
+# client's build needs it), and etcd with etcdctl and openssl for the etcd
+# tests; and componentize-py from PyPI. With the argument `demo`, only what
+# the demo needs.
 set -euo pipefail
 for_demo=false
 [ "${1:-}" = demo ] && for_demo=true
@@ -19,9 +21,16 @@ fi
 missing=()
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
 command -v mkfifo >/dev/null 2>&1 || missing+=(coreutils)
+# locket-etcd's gRPC code is generated at build time, by protoc.
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+if ! $for_demo; then
+    command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+    command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "prepare-tests: please install ${missing[*]} (the tests need flock(1) and mkfifo)" >&2
+        echo "prepare-tests: please install ${missing[*]} (Debian package names)" >&2
         exit 1
     fi
     echo "prepare-tests: installing ${missing[*]}" >&2

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+#[cfg(target_os = "linux")]
+pub mod etcd;
+
 /// How long a test waits for an answer that should come promptly. It is a
 /// generous upper bound for a loaded 2-core machine, not a speed claim.
 pub const PROMPT: Duration = Duration::from_secs(10);

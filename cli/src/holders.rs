@@ -6,7 +6,7 @@ use std::path::Path;
 
 use locket::{Holder, Mode};
 
-fn mode_name(mode: Mode) -> &'static str {
+pub fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Exclusive => "exclusive",
         Mode::Shared => "shared",
@@ -54,7 +54,7 @@ pub fn json(holders: &[Holder]) -> String {
     format!("[{}]\n", items.join(","))
 }
 
-fn json_string(s: &str) -> String {
+pub fn json_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
