@@ -546,6 +546,24 @@ pub fn host_exe() -> PathBuf {
     exe
 }
 
+/// The `locket` command (crate `locket-cli`) built beside the running test
+/// (`./test.sh` builds it, because that crate has integration tests of its
+/// own).
+///
+/// # Panics
+///
+/// If it has not been built.
+#[must_use]
+pub fn locket_exe() -> PathBuf {
+    let exe = sibling_exe("locket");
+    assert!(
+        exe.exists(),
+        "{} is missing: run ./test.sh, or `cargo build -p locket-cli` first",
+        exe.display()
+    );
+    exe
+}
+
 /// How many threads the kernel shows blocked waiting for the lock on `path`.
 ///
 /// # Errors

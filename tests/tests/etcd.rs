@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use locket_etcd::{Address, Connect, Error, LockGroup, Mode, Session};
 use locket_tests::etcd::EtcdCluster;
-use locket_tests::{LineProcess, PROMPT, sibling_exe};
+use locket_tests::{LineProcess, PROMPT, locket_exe};
 
 fn session(cluster: &EtcdCluster) -> Session {
     let address = Address::parse(&cluster.address("x")).unwrap();
@@ -232,7 +232,7 @@ fn etcdctl_lock_and_ours_exclude_each_other_both_ways() {
 /// Its stderr goes to `cluster.dir()/NAME.stderr`.
 fn locket_holder(cluster: &EtcdCluster, name: &str, ttl: &str, then: &str) -> LineProcess {
     let stderr = std::fs::File::create(cluster.dir().join(format!("{name}.stderr"))).unwrap();
-    let mut cmd = Command::new(sibling_exe("locket"));
+    let mut cmd = Command::new(locket_exe());
     cmd.args(["lock", "--lease-ttl", ttl, &cluster.address(name), "--"])
         .args([
             "sh",
@@ -392,7 +392,7 @@ fn a_counter_survives_the_leader_being_killed() {
     std::fs::write(&file, "0\n").unwrap();
     let locket = format!(
         "{} lock -w 120s {} --",
-        sibling_exe("locket").display(),
+        locket_exe().display(),
         cluster.address("count")
     );
     let mut ctl = cluster.etcdctl();
@@ -508,7 +508,7 @@ fn wrong_or_missing_credentials_are_refused_and_nothing_is_held() {
     assert!(matches!(e, Error::Settings(_)), "{e}");
 
     // The command: one clear line, exit 77, the password nowhere.
-    let out = Command::new(sibling_exe("locket"))
+    let out = Command::new(locket_exe())
         .args(["lock", &cluster.address("auth"), "--", "true"])
         .env("LOCKET_ETCD_USER", "root")
         .env("LOCKET_ETCD_PASSWORD", "wrong-pw")

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use locket_tests::{LineProcess, Peer, sibling_exe};
+use locket_tests::{LineProcess, Peer, locket_exe};
 
 fn locket() -> Command {
-    Command::new(sibling_exe("locket"))
+    Command::new(locket_exe())
 }
 
 /// `locket lock ARGS... PATH -- sh -c SCRIPT` as a line process (SCRIPT
@@ -81,7 +81,7 @@ fn it_waits_for_holders_of_every_kind() {
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg("echo ready; exec \"$0\" lock \"$1\" -- sh -c 'echo inside; read line'")
-            .arg(sibling_exe("locket"))
+            .arg(locket_exe())
             .arg(&path);
         c
     })
