@@ -9,7 +9,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const GUESTS: [&str; 3] = ["counter", "locker", "holder"];
+const GUESTS: [&str; 4] = ["counter", "locker", "holder", "legacy"];
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());

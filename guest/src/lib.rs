@@ -33,7 +33,7 @@ mod bindings {
         inline: "
             package locket:guest-sdk;
             world sdk {
-                import locket:lock/locket@0.1.0;
+                import locket:lock/locket@0.1.1;
                 import wasi:cli/exit@0.2.12;
             }
         ",
@@ -197,10 +197,29 @@ impl Lock {
         self.raw.release().map_err(Error::from)
     }
 
-    /// Whether this handle holds the lock now.
+    /// Whether this handle holds the lock now. A lock in a distributed
+    /// namespace can be lost (see [`token`](Self::token)), and then this
+    /// turns false.
     #[must_use]
     pub fn is_locked(&self) -> bool {
         self.raw.is_locked()
+    }
+
+    /// The fencing token of the grant this handle holds, for a lock in a
+    /// distributed (etcd) namespace: it grows with every grant of this
+    /// lock, cluster-wide. `None` for a file lock, while nothing is held,
+    /// and once the lock is lost.
+    ///
+    /// A distributed lock is lost when the host is cut off from the cluster
+    /// or paused past its lease, perhaps while this guest still acts on it.
+    /// Send the token with every change to what the lock protects, and have
+    /// that side refuse tokens lower than the highest it has accepted: that
+    /// check, not the lock alone, is what stops a stale holder.
+    ///
+    /// Needs a host of `locket:lock@0.1.1` or later.
+    #[must_use]
+    pub fn token(&self) -> Option<u64> {
+        self.raw.token()
     }
 
     /// Acquires the lock exclusively and returns a guard that releases it on drop.

@@ -3,10 +3,13 @@
 //! are in `host.rs`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use locket::LockGroup;
+use locket::{LockGroup, Mode};
 use wasmtime::component::ResourceTable;
+
+use crate::bindings::WitError;
 
 use crate::grants::Grants;
 
@@ -15,13 +18,17 @@ pub const DEFAULT_MAX_LOCKS: usize = 1024;
 
 /// The `locket` state of one store (one guest instance).
 ///
-/// It holds the grants the guest may lock under, the instance's lock group
-/// (for self-deadlock detection), its handle cap and, optionally, a deadline
-/// after which every wait ends and the guest traps with [`DeadlineExceeded`].
+/// It holds the grants the guest may lock under, the instance's lock groups
+/// (for self-deadlock detection: one for files, one for etcd locks), its
+/// handle cap and, optionally, a deadline after which every wait ends and
+/// the guest traps with [`DeadlineExceeded`].
 #[derive(Debug)]
 pub struct LocketCtx {
     pub(crate) grants: Arc<Grants>,
     pub(crate) group: LockGroup,
+    pub(crate) etcd_group: locket_etcd::LockGroup,
+    /// Locks this instance held and lost with their etcd lease.
+    pub(crate) lost: Arc<AtomicU64>,
     pub(crate) max_locks: usize,
     pub(crate) live: usize,
     pub(crate) deadline: Option<Instant>,
@@ -47,6 +54,10 @@ pub struct LockStats {
     pub total_wait: Duration,
     /// The longest single acquire.
     pub max_wait: Duration,
+    /// Locks the guest held that were lost with their etcd lease (the host
+    /// was cut off from the cluster, or paused, past the lease's TTL).
+    /// Always 0 for file locks.
+    pub lost: u64,
 }
 
 impl LocketCtx {
@@ -57,6 +68,8 @@ impl LocketCtx {
         Self {
             grants,
             group: LockGroup::new(),
+            etcd_group: locket_etcd::LockGroup::new(),
+            lost: Arc::new(AtomicU64::new(0)),
             max_locks: DEFAULT_MAX_LOCKS,
             live: 0,
             deadline: None,
@@ -83,7 +96,10 @@ impl LocketCtx {
     /// What the guest has done with locks so far.
     #[must_use]
     pub fn stats(&self) -> LockStats {
-        self.stats
+        LockStats {
+            lost: self.lost.load(Ordering::Relaxed),
+            ..self.stats
+        }
     }
 
     /// How many lock handles the guest has now.
@@ -98,10 +114,178 @@ impl LocketCtx {
 #[error("the run's time limit expired while the guest waited for a lock")]
 pub struct DeadlineExceeded;
 
-/// A guest's lock handle: the host side of the `lock` resource.
+/// A guest's lock handle: the host side of the `lock` resource, on a file
+/// or in an etcd cluster.
 #[derive(Debug)]
 pub struct LockHandle {
-    pub(crate) lock: locket::Lock,
+    kind: Kind,
+    /// Whether the guest's last acquire succeeded and it has not released
+    /// since, so that a lock found not held was lost.
+    holding: AtomicBool,
+    /// The instance's count of lost locks.
+    lost: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    File(locket::Lock),
+    Etcd(locket_etcd::Lock),
+}
+
+impl LockHandle {
+    pub(crate) fn file(lock: locket::Lock, lost: &Arc<AtomicU64>) -> Self {
+        Self::new(Kind::File(lock), lost)
+    }
+
+    pub(crate) fn etcd(lock: locket_etcd::Lock, lost: &Arc<AtomicU64>) -> Self {
+        Self::new(Kind::Etcd(lock), lost)
+    }
+
+    fn new(kind: Kind, lost: &Arc<AtomicU64>) -> Self {
+        Self {
+            kind,
+            holding: AtomicBool::new(false),
+            lost: Arc::clone(lost),
+        }
+    }
+
+    /// Counts a lock that the guest held and that is no longer held
+    /// although the guest never released it: lost with its lease.
+    fn notice_loss(&self) {
+        if self.holding.load(Ordering::Acquire)
+            && !self.locked_now()
+            && self.holding.swap(false, Ordering::AcqRel)
+        {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            if let Kind::Etcd(lock) = &self.kind {
+                tracing::warn!(
+                    name = lock.name(),
+                    "the plugin's etcd lock was lost with its lease"
+                );
+            }
+        }
+    }
+
+    fn locked_now(&self) -> bool {
+        match &self.kind {
+            Kind::File(lock) => lock.is_locked(),
+            Kind::Etcd(lock) => lock.is_locked(),
+        }
+    }
+
+    /// Acquires in `mode`, waiting at most `wait`, on this thread.
+    pub(crate) fn acquire(&self, mode: Mode, wait: Option<Duration>) -> Result<(), WitError> {
+        self.notice_loss();
+        let result = match &self.kind {
+            Kind::File(lock) => lock.acquire_with(mode, wait).map_err(file_error),
+            Kind::Etcd(lock) => lock.acquire_with(mode, wait).map_err(etcd_error),
+        };
+        self.acquired(result)
+    }
+
+    /// The same as a future; dropping it cancels the wait.
+    pub(crate) async fn acquire_async(
+        &self,
+        mode: Mode,
+        wait: Option<Duration>,
+    ) -> Result<(), WitError> {
+        self.notice_loss();
+        let result = match &self.kind {
+            Kind::File(lock) => lock
+                .acquire_with_async(mode, wait)
+                .await
+                .map_err(file_error),
+            Kind::Etcd(lock) => lock
+                .acquire_with_async(mode, wait)
+                .await
+                .map_err(etcd_error),
+        };
+        self.acquired(result)
+    }
+
+    fn acquired(&self, result: Result<(), WitError>) -> Result<(), WitError> {
+        if result.is_ok() {
+            self.holding.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    pub(crate) fn release(&self) -> Result<(), WitError> {
+        self.notice_loss();
+        let result = match &self.kind {
+            Kind::File(lock) => lock.release().map_err(file_error),
+            Kind::Etcd(lock) => lock.release().map_err(etcd_error),
+        };
+        if result.is_ok() {
+            self.holding.store(false, Ordering::Release);
+        }
+        result
+    }
+
+    pub(crate) fn is_locked(&self) -> bool {
+        self.notice_loss();
+        self.locked_now()
+    }
+
+    /// The fencing token of an etcd lock while it holds; `None` for a file
+    /// lock, a handle that holds nothing, and a lost lock.
+    pub(crate) fn token(&self) -> Option<u64> {
+        self.notice_loss();
+        match &self.kind {
+            Kind::File(_) => None,
+            Kind::Etcd(lock) => lock.token(),
+        }
+    }
+}
+
+impl Drop for LockHandle {
+    fn drop(&mut self) {
+        // Dropping the lock releases it: the file is closed, the etcd key
+        // deleted in the background.
+        self.notice_loss();
+    }
+}
+
+/// Maps a file-lock error to the guest-visible WIT error. Messages name the
+/// guest's path, never the host's.
+fn file_error(e: locket::LockError) -> WitError {
+    use locket::LockError;
+    match e {
+        LockError::Timeout { .. } => WitError::Timeout,
+        LockError::NotLocked { .. } => WitError::NotLocked,
+        LockError::AlreadyLocked { .. } | LockError::Deadlock { .. } => WitError::Deadlock,
+        LockError::AccessDenied { .. } => WitError::AccessDenied,
+        LockError::InvalidPath { reason, .. } => WitError::InvalidPath(reason.to_owned()),
+        LockError::NotRegularFile { kind, .. } => {
+            WitError::InvalidPath(format!("it is a {kind}, not a regular file"))
+        }
+        LockError::MissingParent { .. } => {
+            WitError::Io("the lock file's parent directory does not exist".to_owned())
+        }
+        LockError::Io { source, .. } => WitError::Io(source.to_string()),
+        other => WitError::Io(other.to_string()),
+    }
+}
+
+/// Maps an etcd-lock error to the guest-visible WIT error. The guest learns
+/// what failed, never the cluster's addresses or the host's credentials.
+fn etcd_error(e: locket_etcd::Error) -> WitError {
+    use locket_etcd::Error;
+    let io = |what: &str| {
+        tracing::warn!("etcd lock: {e}");
+        WitError::Io(format!("the etcd lock service {what}"))
+    };
+    match &e {
+        Error::Timeout { .. } => WitError::Timeout,
+        Error::NotLocked { .. } => WitError::NotLocked,
+        Error::AlreadyLocked { .. } | Error::Deadlock { .. } => WitError::Deadlock,
+        Error::InvalidName { reason, .. } => WitError::InvalidPath((*reason).to_owned()),
+        Error::Unavailable { detail, .. } => io(&format!("is unavailable: {detail}")),
+        Error::Auth { .. } => io("refused this host's credentials"),
+        Error::Closed => io("session is closed"),
+        Error::Etcd { detail, .. } => io(&format!("failed: {detail}")),
+        _ => io("failed"),
+    }
 }
 
 /// A borrowed view of a store's `locket` state and its resource table.

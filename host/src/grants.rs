@@ -1,5 +1,6 @@
-//! The directories granted to a guest: one list that configures both its
-//! WASI preopens and its locks, and resolves guest paths against them.
+//! What a guest may lock: the directories granted to it, one list that
+//! configures both its WASI preopens and its file locks, and the etcd lock
+//! namespaces granted beside them; guest paths resolve against both.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,49 @@ impl Grant {
     }
 }
 
+/// An etcd lock namespace made visible to the guest under a guest path, as
+/// a directory is: the guest's `GUEST/deploy.lock` is the etcd lock
+/// `NAMESPACE/deploy.lock`.
+#[derive(Debug)]
+pub struct LockNamespace {
+    session: locket_etcd::Session,
+    namespace: String,
+    guest: String,
+    guest_parts: Normal,
+}
+
+impl LockNamespace {
+    /// The etcd name the guest's locks live under.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The path under which the guest sees it, in normal form.
+    #[must_use]
+    pub fn guest(&self) -> &str {
+        &self.guest
+    }
+
+    /// The session its locks are taken in.
+    #[must_use]
+    pub fn session(&self) -> &locket_etcd::Session {
+        &self.session
+    }
+}
+
+/// What a guest path resolved to.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// A lock file beneath a granted directory.
+    File(GrantOpener),
+    /// An etcd lock in a granted namespace.
+    Etcd {
+        session: locket_etcd::Session,
+        name: String,
+    },
+}
+
 /// Why a directory could not be granted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -75,6 +119,22 @@ pub enum GrantError {
         guest: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// The etcd namespace cannot name locks (see
+    /// [`locket_etcd::check_name`]).
+    #[error("invalid etcd lock namespace {namespace:?}: {reason}")]
+    Namespace {
+        /// The namespace as given.
+        namespace: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The guest path is granted as a directory and as a lock namespace
+    /// both, so a path beneath it would name two locks.
+    #[error("{guest:?} is granted both as a directory and as an etcd lock namespace")]
+    Overlap {
+        /// The guest path, in normal form.
+        guest: String,
     },
     /// wasmtime-wasi refused the preopen.
     #[error("cannot preopen {}: {message}", host.display())]
@@ -102,6 +162,7 @@ pub enum GrantError {
 #[derive(Debug, Default)]
 pub struct Grants {
     grants: Vec<Grant>,
+    namespaces: Vec<LockNamespace>,
 }
 
 impl Grants {
@@ -128,27 +189,17 @@ impl Grants {
         access: Access,
     ) -> Result<&mut Self, GrantError> {
         let host = host.as_ref().to_path_buf();
-        let bad = |reason| GrantError::GuestPath {
+        let guest_parts = guest_path(guest).map_err(|reason| GrantError::GuestPath {
             host: host.clone(),
             guest: guest.to_owned(),
             reason,
-        };
-        // A trailing slash, as tab completion adds, means nothing here.
-        let trimmed = guest.trim_end_matches('/');
-        let guest_parts = Normal::parse(if trimmed.is_empty() && !guest.is_empty() {
-            "/"
-        } else {
-            trimmed
-        })
-        .map_err(|e| match e {
-            PathError::OutsideGrants => {
-                bad("`..` climbs above the directory relative paths start from")
-            }
-            e => bad(e.reason()),
         })?;
         // WASI matches preopens by their text, and locks by the normal form:
         // give both the normal form, so that they agree.
         let guest = guest_parts.text();
+        if self.namespaces.iter().any(|n| n.guest_parts == guest_parts) {
+            return Err(GrantError::Overlap { guest });
+        }
         let dir = Dir::open_ambient_dir(&host, ambient_authority()).map_err(|source| {
             GrantError::Open {
                 host: host.clone(),
@@ -165,9 +216,76 @@ impl Grants {
         Ok(self)
     }
 
-    /// The grants, in the order they were made.
+    /// Grants the guest the etcd lock namespace `namespace` of `session`'s
+    /// cluster under the guest path `guest`: `lock-file("GUEST/a.lock")`
+    /// names the etcd lock `NAMESPACE/a.lock`, and no file is touched. A
+    /// guest path resolves against directories and namespaces alike, the
+    /// longest prefix winning; names stay confined to their namespace as
+    /// paths to their directory. The guest cannot open files there.
+    ///
+    /// # Errors
+    ///
+    /// [`GrantError::Namespace`] if `namespace` cannot name locks (empty,
+    /// absolute, `.` or `..` components, NUL, too long),
+    /// [`GrantError::GuestPath`] for a bad guest path as in
+    /// [`grant`](Self::grant), and [`GrantError::Overlap`] if a directory is
+    /// granted under the very same guest path.
+    pub fn grant_locks(
+        &mut self,
+        session: &locket_etcd::Session,
+        namespace: &str,
+        guest: &str,
+    ) -> Result<&mut Self, GrantError> {
+        let guest_parts = self.check_locks(namespace, guest)?;
+        self.namespaces.push(LockNamespace {
+            session: session.clone(),
+            namespace: namespace.to_owned(),
+            guest: guest_parts.text(),
+            guest_parts,
+        });
+        Ok(self)
+    }
+
+    /// Checks what [`grant_locks`](Self::grant_locks) would check, without
+    /// a session: so that a command can refuse a bad grant before it
+    /// connects to a cluster.
+    ///
+    /// # Errors
+    ///
+    /// As [`grant_locks`](Self::grant_locks).
+    pub fn check_lock_grant(&self, namespace: &str, guest: &str) -> Result<(), GrantError> {
+        self.check_locks(namespace, guest).map(|_| ())
+    }
+
+    fn check_locks(&self, namespace: &str, guest: &str) -> Result<Normal, GrantError> {
+        locket_etcd::check_name(namespace).map_err(|e| GrantError::Namespace {
+            namespace: namespace.to_owned(),
+            reason: match e {
+                locket_etcd::Error::InvalidName { reason, .. } => reason,
+                _ => "it cannot name etcd locks",
+            },
+        })?;
+        let guest_parts = guest_path(guest).map_err(|reason| GrantError::GuestPath {
+            host: PathBuf::from(namespace),
+            guest: guest.to_owned(),
+            reason,
+        })?;
+        if self.grants.iter().any(|g| g.guest_parts == guest_parts) {
+            return Err(GrantError::Overlap {
+                guest: guest_parts.text(),
+            });
+        }
+        Ok(guest_parts)
+    }
+
+    /// The directory grants, in the order they were made.
     pub fn iter(&self) -> impl Iterator<Item = &Grant> {
         self.grants.iter()
+    }
+
+    /// The etcd lock namespaces, in the order they were granted.
+    pub fn namespaces(&self) -> impl Iterator<Item = &LockNamespace> {
+        self.namespaces.iter()
     }
 
     /// Preopens every grant in a WASI context, with the same access.
@@ -191,28 +309,77 @@ impl Grants {
         Ok(())
     }
 
-    /// Resolves a guest path lexically: the grant it falls under and the path
-    /// relative to that grant's directory.
-    pub(crate) fn resolve(&self, path: &str) -> Result<GrantOpener, PathError> {
+    /// Resolves a guest path lexically: the directory grant or lock
+    /// namespace with the longest prefix of it, and the rest of the path
+    /// beneath that.
+    pub(crate) fn resolve(&self, path: &str) -> Result<Target, PathError> {
         let normal = Normal::parse(path)?;
-        let grant = self
+        let dir = self
             .grants
             .iter()
             .filter(|g| g.guest_parts.contains(&normal))
-            .max_by_key(|g| g.guest_parts.parts.len())
-            .ok_or(PathError::OutsideGrants)?;
+            .max_by_key(|g| g.guest_parts.parts.len());
+        let namespace = self
+            .namespaces
+            .iter()
+            .filter(|n| n.guest_parts.contains(&normal))
+            .max_by_key(|n| n.guest_parts.parts.len());
+        match (dir, namespace) {
+            (Some(g), Some(n)) if n.guest_parts.parts.len() > g.guest_parts.parts.len() => {
+                Self::in_namespace(n, &normal)
+            }
+            (None, Some(n)) => Self::in_namespace(n, &normal),
+            (Some(g), _) => Ok(Target::File(Self::in_dir(g, &normal))),
+            (None, None) => Err(PathError::OutsideGrants),
+        }
+    }
+
+    fn in_dir(grant: &Grant, normal: &Normal) -> GrantOpener {
         let rest = &normal.parts[grant.guest_parts.parts.len()..];
         let relative = if rest.is_empty() {
             PathBuf::from(".")
         } else {
             rest.iter().collect()
         };
-        Ok(GrantOpener {
+        GrantOpener {
             dir: Arc::clone(&grant.dir),
             relative,
             may_create: grant.access == Access::ReadWrite,
-        })
+        }
     }
+
+    fn in_namespace(namespace: &LockNamespace, normal: &Normal) -> Result<Target, PathError> {
+        let rest = &normal.parts[namespace.guest_parts.parts.len()..];
+        if rest.is_empty() {
+            return Err(PathError::Text(
+                "the path names the lock namespace itself, not a lock in it",
+            ));
+        }
+        let name = format!("{}/{}", namespace.namespace, rest.join("/"));
+        match locket_etcd::check_name(&name) {
+            Ok(()) => Ok(Target::Etcd {
+                session: namespace.session.clone(),
+                name,
+            }),
+            Err(locket_etcd::Error::InvalidName { reason, .. }) => Err(PathError::Text(reason)),
+            Err(_) => Err(PathError::Text("it cannot name an etcd lock")),
+        }
+    }
+}
+
+/// A guest path for a grant, in normal form, or why it cannot be one.
+fn guest_path(guest: &str) -> Result<Normal, &'static str> {
+    // A trailing slash, as tab completion adds, means nothing here.
+    let trimmed = guest.trim_end_matches('/');
+    Normal::parse(if trimmed.is_empty() && !guest.is_empty() {
+        "/"
+    } else {
+        trimmed
+    })
+    .map_err(|e| match e {
+        PathError::OutsideGrants => "`..` climbs above the directory relative paths start from",
+        e => e.reason(),
+    })
 }
 
 #[cfg(test)]
@@ -229,7 +396,10 @@ mod tests {
     }
 
     fn resolved(g: &Grants, path: &str) -> Result<PathBuf, PathError> {
-        g.resolve(path).map(|o| o.relative)
+        match g.resolve(path)? {
+            Target::File(opener) => Ok(opener.relative),
+            Target::Etcd { .. } => panic!("{path:?} resolved to an etcd lock"),
+        }
     }
 
     #[test]
@@ -342,7 +512,7 @@ mod tests {
                 grants.grant(&grant, "/data", Access::ReadWrite).unwrap();
                 grants.grant(&grant, ".", Access::ReadWrite).unwrap();
                 let root = std::fs::canonicalize(&grant).unwrap();
-                if let Ok(opener) = grants.resolve(&path) {
+                if let Ok(Target::File(opener)) = grants.resolve(&path) {
                     if let Ok(file) = opener.open() {
                         use std::os::fd::AsRawFd;
                         let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use locket::{LockError, Mode};
+use locket::Mode;
 use wasmtime::component::Resource;
 
 use crate::bindings::{WitError, to_async, wit, wit_async};
 use crate::ctx::{DeadlineExceeded, LockHandle, LockStats, LocketCtxView};
+use crate::grants::Target;
 use crate::guest_path::PathError;
 
 /// A guest's lock handle, as the WIT functions receive it.
@@ -20,10 +21,11 @@ type AsyncAnswer<T> = wasmtime::Result<Result<T, wit_async::Error>>;
 
 impl LocketCtxView<'_> {
     /// `lock-file`: resolves the guest path against the grants and makes a
-    /// handle in the instance's group. Touches no file.
+    /// handle in the instance's group. Touches no file and makes no call to
+    /// a cluster.
     fn open_lock(&mut self, path: String) -> Answer<Handle> {
-        let opener = match self.ctx.grants.resolve(&path) {
-            Ok(opener) => opener,
+        let target = match self.ctx.grants.resolve(&path) {
+            Ok(target) => target,
             Err(e) => {
                 tracing::debug!(?path, reason = e.reason(), "lock-file refused");
                 return Ok(Err(match e {
@@ -32,12 +34,22 @@ impl LocketCtxView<'_> {
                 }));
             }
         };
-        tracing::debug!(?path, resolved = ?opener, "lock-file");
+        tracing::debug!(?path, resolved = ?target, "lock-file");
         if self.ctx.live >= self.ctx.max_locks {
             return Ok(Err(WitError::Limit));
         }
-        let lock = self.ctx.group.lock_with_opener(path, opener);
-        let handle = self.table.push(LockHandle { lock })?;
+        let lost = &self.ctx.lost;
+        let handle = match target {
+            Target::File(opener) => {
+                LockHandle::file(self.ctx.group.lock_with_opener(path, opener), lost)
+            }
+            Target::Etcd { session, name } => match self.ctx.etcd_group.lock(&session, &name) {
+                Ok(lock) => LockHandle::etcd(lock, lost),
+                // The grant checked the name already; this is only a backstop.
+                Err(e) => return Ok(Err(WitError::InvalidPath(e.to_string()))),
+            },
+        };
+        let handle = self.table.push(handle)?;
         self.ctx.live += 1;
         self.ctx.stats.handles += 1;
         Ok(Ok(handle))
@@ -63,7 +75,7 @@ impl LocketCtxView<'_> {
     fn acquired(
         &mut self,
         started: Instant,
-        result: Result<(), LockError>,
+        result: Result<(), WitError>,
         limited_by_deadline: bool,
     ) -> Answer<()> {
         let stats = &mut self.ctx.stats;
@@ -75,16 +87,16 @@ impl LocketCtxView<'_> {
                 stats.acquired += 1;
                 Ok(Ok(()))
             }
-            Err(LockError::Timeout { .. }) if limited_by_deadline => {
+            Err(WitError::Timeout) if limited_by_deadline => {
                 stats.timeouts += 1;
                 Err(DeadlineExceeded.into())
             }
             Err(e) => {
                 match e {
-                    LockError::Timeout { .. } => stats.timeouts += 1,
+                    WitError::Timeout => stats.timeouts += 1,
                     _ => stats.errors += 1,
                 }
-                Ok(Err(to_wit(e)))
+                Ok(Err(e))
             }
         }
     }
@@ -92,9 +104,9 @@ impl LocketCtxView<'_> {
     /// `acquire` and `acquire-shared`, waiting on this thread.
     fn acquire_here(&mut self, lock: Handle, mode: Mode, timeout: Option<u64>) -> Answer<()> {
         let (wait, limited_by_deadline) = self.plan_wait(timeout);
-        let lock = &self.table.get(&lock)?.lock;
+        let lock = self.table.get(&lock)?;
         let started = Instant::now();
-        let result = lock.acquire_with(mode, wait);
+        let result = lock.acquire(mode, wait);
         self.acquired(started, result, limited_by_deadline)
     }
 
@@ -122,13 +134,13 @@ impl LocketCtxView<'_> {
             }
         }
         let (wait, limited_by_deadline) = self.plan_wait(timeout);
-        let lock = &self.table.get(&lock)?.lock;
+        let lock = self.table.get(&lock)?;
         let started = Instant::now();
         let mut cancelled = Cancelled {
             stats: Some(&mut self.ctx.stats),
             started,
         };
-        let result = lock.acquire_with_async(mode, wait).await;
+        let result = lock.acquire_async(mode, wait).await;
         cancelled.stats = None; // finished: counted below instead
         drop(cancelled);
         self.acquired(started, result, limited_by_deadline)
@@ -136,21 +148,25 @@ impl LocketCtxView<'_> {
 
     /// `release`.
     fn release_lock(&mut self, lock: Handle) -> Answer<()> {
-        let lock = &self.table.get(&lock)?.lock;
-        let released = lock.release();
+        let released = self.table.get(&lock)?.release();
         if released.is_ok() {
             self.ctx.stats.releases += 1;
         }
-        Ok(released.map_err(to_wit))
+        Ok(released)
     }
 
     /// `is-locked`.
     fn holds(&mut self, lock: Handle) -> wasmtime::Result<bool> {
-        Ok(self.table.get(&lock)?.lock.is_locked())
+        Ok(self.table.get(&lock)?.is_locked())
     }
 
-    /// The resource's destructor: dropping the lock closes its file, which
-    /// releases it.
+    /// `token`.
+    fn token_of(&mut self, lock: Handle) -> wasmtime::Result<Option<u64>> {
+        Ok(self.table.get(&lock)?.token())
+    }
+
+    /// The resource's destructor: dropping the lock closes its file, or
+    /// deletes its etcd key, which releases it.
     fn drop_lock(&mut self, lock: Handle) -> wasmtime::Result<()> {
         self.table.delete(lock)?;
         self.ctx.live = self.ctx.live.saturating_sub(1);
@@ -179,6 +195,10 @@ impl wit::HostLock for LocketCtxView<'_> {
 
     fn is_locked(&mut self, lock: Handle) -> wasmtime::Result<bool> {
         self.holds(lock)
+    }
+
+    fn token(&mut self, lock: Handle) -> wasmtime::Result<Option<u64>> {
+        self.token_of(lock)
     }
 
     fn drop(&mut self, lock: Handle) -> wasmtime::Result<()> {
@@ -217,27 +237,11 @@ impl wit_async::HostLock for LocketCtxView<'_> {
         self.holds(lock)
     }
 
+    fn token(&mut self, lock: Handle) -> wasmtime::Result<Option<u64>> {
+        self.token_of(lock)
+    }
+
     fn drop(&mut self, lock: Handle) -> wasmtime::Result<()> {
         self.drop_lock(lock)
-    }
-}
-
-/// Maps a `locket` error to the guest-visible WIT error. Messages name the
-/// guest's path, never the host's.
-fn to_wit(e: LockError) -> WitError {
-    match e {
-        LockError::Timeout { .. } => WitError::Timeout,
-        LockError::NotLocked { .. } => WitError::NotLocked,
-        LockError::AlreadyLocked { .. } | LockError::Deadlock { .. } => WitError::Deadlock,
-        LockError::AccessDenied { .. } => WitError::AccessDenied,
-        LockError::InvalidPath { reason, .. } => WitError::InvalidPath(reason.to_owned()),
-        LockError::NotRegularFile { kind, .. } => {
-            WitError::InvalidPath(format!("it is a {kind}, not a regular file"))
-        }
-        LockError::MissingParent { .. } => {
-            WitError::Io("the lock file's parent directory does not exist".to_owned())
-        }
-        LockError::Io { source, .. } => WitError::Io(source.to_string()),
-        other => WitError::Io(other.to_string()),
     }
 }

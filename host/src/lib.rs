@@ -69,6 +69,6 @@ pub use ctx::{
     DEFAULT_MAX_LOCKS, DeadlineExceeded, LockHandle, LockStats, LocketCtx, LocketCtxView,
     LocketView,
 };
-pub use grants::{Access, Grant, GrantError, Grants};
+pub use grants::{Access, Grant, GrantError, Grants, LockNamespace};
 pub use linker::{add_to_linker, add_to_linker_async};
 pub use store::PluginState;

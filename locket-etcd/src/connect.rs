@@ -53,7 +53,7 @@ pub struct Connect {
     password: Option<String>,
     lease_ttl: Duration,
     connect_timeout: Duration,
-    check_access: Option<String>,
+    check_access: Vec<String>,
 }
 
 impl std::fmt::Debug for Connect {
@@ -84,7 +84,7 @@ impl Connect {
             password: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            check_access: None,
+            check_access: Vec::new(),
         }
     }
 
@@ -186,10 +186,10 @@ impl Connect {
     /// Has [`session`](Self::session) also check that the credentials may
     /// read the keys of the lock (or namespace) `name`, so that a missing
     /// or unprivileged user is reported before any lock is asked for
-    /// (etcd grants leases to anyone).
+    /// (etcd grants leases to anyone). Each call adds a name to check.
     #[must_use]
     pub fn check_access(mut self, name: impl Into<String>) -> Self {
-        self.check_access = Some(name.into());
+        self.check_access.push(name.into());
         self
     }
 
@@ -217,7 +217,10 @@ impl Connect {
             self.cluster.to_string(),
             ttl,
             self.connect_timeout,
-            self.check_access.as_ref().map(|name| format!("{name}/")),
+            self.check_access
+                .iter()
+                .map(|name| format!("{name}/"))
+                .collect(),
         )
     }
 

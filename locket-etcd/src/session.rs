@@ -127,6 +127,14 @@ impl Lease {
         }
     }
 
+    /// Ends the lease on purpose (the session closed): its locks are no
+    /// longer held, and that is not counted or reported as a loss.
+    fn end(&self) {
+        if !self.lost.swap(true, Ordering::AcqRel) {
+            self.lost_tx.send_replace(true);
+        }
+    }
+
     /// Resolves when the lease is judged lost.
     pub(crate) async fn lost(&self) {
         let mut rx = self.lost_tx.subscribe();
@@ -289,6 +297,9 @@ impl Shared {
         deadline: Option<Instant>,
     ) -> Result<Arc<Lease>, Error> {
         let _one = self.granting.lock().await;
+        if *self.closed.borrow() {
+            return Err(Error::Closed);
+        }
         let old = self.current_lease();
         if let Some(lease) = &old
             && lease.valid()
@@ -504,7 +515,7 @@ impl Session {
         endpoints: String,
         ttl: i64,
         start_bound: Duration,
-        check_access: Option<String>,
+        check_access: Vec<String>,
     ) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -546,7 +557,7 @@ impl Session {
         let deadline = Instant::now() + start_bound;
         session.inner.shared.block_on(async move {
             shared.lease(Some(deadline)).await?;
-            if let Some(prefix) = check_access {
+            for prefix in check_access {
                 // etcd grants leases to anyone; reading the keys shows
                 // whether these credentials may use them.
                 let options = etcd_client::GetOptions::new()
@@ -596,37 +607,71 @@ impl std::fmt::Debug for Session {
     }
 }
 
+impl Shared {
+    /// Waits (a few seconds at most) for the releases handed to the
+    /// runtime, stops the keep-alive and revokes the lease, which frees
+    /// every key still on it. Only the first call does anything.
+    async fn close(self: Arc<Self>) {
+        if self.closed.send_replace(true) {
+            return;
+        }
+        let deadline = Instant::now() + CLOSE_BOUND;
+        while self.pending.load(Ordering::Acquire) > 0 {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.pending.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if timeout_at(deadline, idle).await.is_err() {
+                break;
+            }
+        }
+        if let Some(lease) = self.current_lease()
+            && lease.valid()
+        {
+            lease.end();
+            let id = lease.id;
+            let revoked = self
+                .call(
+                    Some(deadline),
+                    |mut c| async move { c.lease_revoke(id).await },
+                )
+                .await;
+            if let Err(e) = revoked {
+                tracing::warn!(
+                    lease = format_args!("{id:x}"),
+                    "cannot revoke the lease; its locks are freed when it expires: {e}"
+                );
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Ends the session now: waits (a few seconds at most) for pending
+    /// releases, then revokes the lease, so every lock still held on it, by
+    /// any handle or clone, is freed at once rather than when the lease
+    /// would expire. Those handles hold nothing afterwards, and further
+    /// acquires fail with [`Error::Closed`]. Dropping the last clone and
+    /// handle does the same; this is for a process that is about to exit
+    /// without dropping them. Calling it again does nothing.
+    pub fn close(&self) {
+        let shared = Arc::clone(&self.inner.shared);
+        let _ = self.inner.shared.block_on(shared.close());
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        *self.inner.shared.closed.borrow()
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let shared = Arc::clone(&self.shared);
-        let close = async move {
-            let deadline = Instant::now() + CLOSE_BOUND;
-            // Wait for the releases handed to the runtime.
-            while shared.pending.load(Ordering::Acquire) > 0 {
-                let idle = shared.idle.notified();
-                tokio::pin!(idle);
-                idle.as_mut().enable();
-                if shared.pending.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                if timeout_at(deadline, idle).await.is_err() {
-                    break;
-                }
-            }
-            shared.closed.send_replace(true);
-            if let Some(lease) = shared.current_lease()
-                && lease.valid()
-            {
-                let id = lease.id;
-                let _ = shared
-                    .call(
-                        Some(deadline),
-                        |mut c| async move { c.lease_revoke(id).await },
-                    )
-                    .await;
-            }
-        };
-        let _ = self.shared.block_on(close);
+        let _ = self.shared.block_on(shared.close());
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }

@@ -527,6 +527,9 @@ pub mod guests {
     pub const LOCKER: &str = env!("GUEST_LOCKER");
     /// `holder.wasm` (`tests/peers/plugins`): holds a lock for a while.
     pub const HOLDER: &str = env!("GUEST_HOLDER");
+    /// `legacy.wasm` (`tests/peers/plugins`): built against
+    /// `locket:lock@0.1.0`, before `token`.
+    pub const LEGACY: &str = env!("GUEST_LEGACY");
 }
 
 /// The `locket-host` binary built beside the running test (`./test.sh`

@@ -112,6 +112,26 @@ fn handles_of_one_session_exclude_each_other_and_groups_detect_deadlock() {
     ));
     g1.release().unwrap();
     g2.acquire_with(Mode::Exclusive, Some(PROMPT)).unwrap();
+
+    // Closing the session frees what its handles hold at once (the lease is
+    // revoked, not left to expire), and nothing more can be acquired on it.
+    let other = session(&cluster);
+    let waiter = other.lock("same").unwrap();
+    assert!(matches!(
+        waiter.acquire_with(Mode::Exclusive, Some(Duration::ZERO)),
+        Err(Error::Timeout { .. })
+    ));
+    s.close();
+    assert!(s.is_closed());
+    assert!(!g2.is_locked());
+    assert_eq!(g2.token(), None);
+    waiter
+        .acquire_with(Mode::Exclusive, Some(Duration::ZERO))
+        .expect("free at once after close");
+    let late = s.lock("other").unwrap();
+    assert!(matches!(late.acquire(), Err(Error::Closed)));
+    assert!(matches!(g2.release(), Err(Error::NotLocked { .. })));
+    assert_eq!(s.lost_locks(), 0, "a close is not a loss");
 }
 
 #[test]

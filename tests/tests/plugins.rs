@@ -258,3 +258,24 @@ fn a_settled_lock_file_changed_behind_a_plugins_back_is_noticed() {
         fresh.ask("acquire 0", "error: timeout").unwrap();
     }
 }
+
+#[test]
+fn a_component_built_against_0_1_0_runs_unchanged() {
+    // It imports the interface at 0.1.0, the version before `token`.
+    let bytes = std::fs::read(guests::LEGACY).unwrap();
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"locket:lock/locket@0.1.0"), "not a 0.1.0 component");
+    assert!(!has(b"locket:lock/locket@0.1.1"));
+    assert!(!has(b"token"), "it knows of `token`");
+    let dir = scratch();
+    let mut legacy = LineProcess::plugin(&[&grant(dir.path())], guests::LEGACY, &["/data/x.lock"])
+        .expect("a 0.1.0 component is refused");
+    legacy.expect("acquired").unwrap();
+    legacy.expect("is-locked true").unwrap();
+    let mut peer = native(dir.path());
+    peer.ask("acquire 0", "error: timeout").unwrap();
+    legacy.send("go").unwrap();
+    legacy.expect("released").unwrap();
+    peer.ask("acquire 0", "acquired").unwrap();
+    assert!(legacy.wait().unwrap().success());
+}

@@ -95,6 +95,30 @@ pub(crate) struct RunArgs {
     #[arg(long = "dir-ro", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     pub(crate) dirs_ro: Vec<DirArg>,
 
+    /// Grant an etcd lock namespace to the plugin under the guest path GUEST,
+    /// as a directory is granted: the plugin's lock-file("GUEST/a.lock")
+    /// names the etcd lock NAMESPACE/a.lock, which every host of the cluster
+    /// shares, and no file is made. The longest prefix wins among --dir and
+    /// --locks grants. etcd+https:// for TLS; the CA, client certificate and
+    /// credentials come from LOCKET_ETCD_CA, LOCKET_ETCD_CERT,
+    /// LOCKET_ETCD_KEY, LOCKET_ETCD_USER and LOCKET_ETCD_PASSWORD (or
+    /// LOCKET_ETCD_PASSWORD_FILE), never from the command line. A cluster
+    /// that cannot be reached or refuses the credentials is an error before
+    /// the plugin starts. Repeatable.
+    /// Example: --locks etcd://10.0.0.1:2379,10.0.0.2:2379/jobs::/cluster
+    #[arg(
+        long = "locks",
+        value_name = "etcd://HOST:PORT[,...]/NAMESPACE::GUEST",
+        value_parser = parse_locks
+    )]
+    pub(crate) locks: Vec<LocksArg>,
+
+    /// The time to live of this process's etcd lease, for --locks: if this
+    /// process dies or stops answering, the cluster frees its locks after
+    /// this long (10s by default). Example: --lease-ttl 5s
+    #[arg(long, value_name = "DURATION", value_parser = locket::cli::parse_duration)]
+    pub(crate) lease_ttl: Option<Duration>,
+
     /// Set an environment variable for the plugin; a bare NAME passes the
     /// host's value through. Example: --env RUST_LOG=debug --env HOME
     #[arg(long = "env", value_name = "NAME[=VAL]", value_parser = parse_env)]
@@ -190,6 +214,31 @@ fn parse_dir(s: &str) -> Result<DirArg, String> {
     })
 }
 
+/// A `--locks etcd://.../NAMESPACE::GUEST` value.
+#[derive(Debug, Clone)]
+pub(crate) struct LocksArg {
+    pub(crate) address: locket_etcd::Address,
+    pub(crate) guest: String,
+}
+
+/// Parses `etcd://HOST:PORT[,...]/NAMESPACE::GUEST`. The last `::` splits,
+/// since an IPv6 endpoint (`[::1]:2379`) has its own.
+fn parse_locks(s: &str) -> Result<LocksArg, String> {
+    let usage = || format!("expected etcd://HOST:PORT[,HOST:PORT...]/NAMESPACE::GUEST, got {s:?}");
+    if !locket_etcd::Address::is_etcd(s) {
+        return Err(usage());
+    }
+    let (address, guest) = s.rsplit_once("::").ok_or_else(usage)?;
+    if guest.is_empty() || guest.contains(']') {
+        return Err(usage());
+    }
+    let address = locket_etcd::Address::parse(address).map_err(|e| e.to_string())?;
+    Ok(LocksArg {
+        address,
+        guest: guest.to_owned(),
+    })
+}
+
 /// Parses `NAME[=VAL]`; a bare NAME passes the host's value through.
 fn parse_env(s: &str) -> Result<(String, Option<String>), String> {
     let (name, value) = match s.split_once('=') {
@@ -261,6 +310,27 @@ mod tests {
         assert_eq!(parse_size("16k"), Ok(16 << 10));
         for bad in ["", "M", "-1", "1.5M", "3 parsecs", "99999999999999999999G"] {
             assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn locks_take_an_etcd_address_and_a_guest_path() {
+        let l = parse_locks("etcd://127.0.0.1:2379,h2/jobs/a::/cluster").unwrap();
+        assert_eq!(l.guest, "/cluster");
+        assert_eq!(l.address.name, "jobs/a");
+        assert_eq!(l.address.cluster.endpoints(), ["127.0.0.1:2379", "h2:2379"]);
+        let v6 = parse_locks("etcd://[::1]:2379/ns::/c").unwrap();
+        assert_eq!(v6.address.cluster.endpoints(), ["[::1]:2379"]);
+        assert_eq!(v6.guest, "/c");
+        for bad in [
+            "etcd://h/ns",
+            "etcd://h/ns::",
+            "/tmp::/c",
+            "etcd://[::1]:2379/ns",
+            "etcd://h/../x::/c",
+            "etcd://h:99999/ns::/c",
+        ] {
+            assert!(parse_locks(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

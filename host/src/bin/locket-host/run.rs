@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use locket_etcd::{Connect, Session};
 use locket_host::{Access, DeadlineExceeded, Grants, LocketCtx, PluginState};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
@@ -57,7 +58,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "plugin loaded"
     );
     let command = link(&engine, &component, plugin)?;
-    let mut store = store(&engine, &args, plugin, &guest_args)?;
+    let (mut store, sessions) = store(&engine, &args, plugin, &guest_args)?;
     tracing::debug!(
         ready_us = started.elapsed().as_micros(),
         "linked; instantiating"
@@ -74,17 +75,36 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.stats {
         let s = store.data().locket.stats();
         eprintln!(
-            "locket-host: stats: {} handles, {} acquired, {} timed out, {} failed, {} released; \
-             waited {:.3?} in all, {:.3?} at most",
-            s.handles, s.acquired, s.timeouts, s.errors, s.releases, s.total_wait, s.max_wait
+            "locket-host: stats: {} handles, {} acquired, {} timed out, {} failed, {} released, \
+             {} lost; waited {:.3?} in all, {:.3?} at most",
+            s.handles,
+            s.acquired,
+            s.timeouts,
+            s.errors,
+            s.releases,
+            s.lost,
+            s.total_wait,
+            s.max_wait
         );
         eprintln!("locket-host: stats: code: {code}");
     }
     // Release every lock the plugin still held, now: closing the handles'
-    // files does it. The rest (the instance's memory, the compiled code) is
-    // left to the process exit, which frees it faster than unmapping it
-    // piece by piece would.
+    // files does it, and revoking the etcd lease deletes every key on it.
+    // The rest (the instance's memory, the compiled code) is left to the
+    // process exit, which frees it faster than unmapping it piece by piece
+    // would.
     store.data_mut().table = ResourceTable::new();
+    for (_, session) in &sessions {
+        session.close();
+    }
+    let lost = store.data().locket.stats().lost;
+    if lost > 0 {
+        eprintln!(
+            "locket-host: warning: {lost} etcd lock(s) the plugin held were lost with this \
+             host's lease (cut off from the cluster or paused past --lease-ttl); \
+             only a fencing-token check keeps a stale holder's writes out"
+        );
+    }
     std::mem::forget(store);
     std::mem::forget(command);
     std::mem::forget(component);
@@ -114,6 +134,48 @@ fn link(
         })
 }
 
+/// The etcd sessions of a run, each with its cluster's address.
+type Sessions = Vec<(String, Session)>;
+
+/// One session per etcd cluster that `--locks` names, each with its lease,
+/// keyed by the cluster's address. Each namespace is checked for access, so
+/// that an unreachable cluster or refused credentials end the run before
+/// the plugin starts.
+fn connect(args: &RunArgs) -> anyhow::Result<Sessions> {
+    if args.locks.is_empty() {
+        if args.lease_ttl.is_some() {
+            bail!("--lease-ttl is for etcd lock namespaces; it needs --locks");
+        }
+        return Ok(Vec::new());
+    }
+    let mut clusters: Vec<(String, Connect)> = Vec::new();
+    for l in &args.locks {
+        let key = l.address.cluster.to_string();
+        let at = match clusters.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                let mut connect = Connect::new(l.address.cluster.clone()).from_env()?;
+                if let Some(ttl) = args.lease_ttl {
+                    connect = connect.lease_ttl(ttl);
+                }
+                clusters.push((key, connect));
+                clusters.len() - 1
+            }
+        };
+        let (key, connect) = clusters.swap_remove(at);
+        clusters.push((key, connect.check_access(l.address.name.clone())));
+    }
+    clusters
+        .into_iter()
+        .map(|(key, connect)| {
+            let session = connect
+                .session()
+                .with_context(|| format!("cannot use the etcd cluster {key} for --locks"))?;
+            Ok((key, session))
+        })
+        .collect()
+}
+
 /// The plugin's store: its grants, WASI context, locks and limits, and the
 /// timer of `--timeout`.
 fn store(
@@ -121,7 +183,7 @@ fn store(
     args: &RunArgs,
     plugin: &Path,
     guest_args: &[&str],
-) -> anyhow::Result<Store<PluginState>> {
+) -> anyhow::Result<(Store<PluginState>, Sessions)> {
     let mut grants = Grants::new();
     for (list, access) in [
         (&args.dirs, Access::ReadWrite),
@@ -130,6 +192,19 @@ fn store(
         for d in list {
             grants.grant(&d.host, &d.guest, access)?;
         }
+    }
+    // Bad grants are refused before any cluster is asked.
+    for l in &args.locks {
+        grants.check_lock_grant(&l.address.name, &l.guest)?;
+    }
+    let sessions = connect(args)?;
+    for l in &args.locks {
+        let key = l.address.cluster.to_string();
+        let (_, session) = sessions
+            .iter()
+            .find(|(k, _)| *k == key)
+            .context("a --locks cluster without a session")?;
+        grants.grant_locks(session, &l.address.name, &l.guest)?;
     }
     let mut wasi = WasiCtx::builder();
     wasi.inherit_stdio();
@@ -177,7 +252,7 @@ fn store(
     if let Some(timeout) = args.timeout {
         start_timer(engine.clone(), timeout);
     }
-    Ok(store)
+    Ok((store, sessions))
 }
 
 /// The exit code for how the plugin ended, with a message for each way it

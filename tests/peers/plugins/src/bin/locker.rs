@@ -18,6 +18,7 @@
 //! | `acquire-shared [MS]`  | the same                                  |
 //! | `release`              | `released` or `error: KIND: MESSAGE`      |
 //! | `is-locked`            | `true` or `false`                         |
+//! | `token`                | `token N` (an etcd lock's fencing token) or `token none` |
 //! | `drop`                 | `dropped` (closing the handle)            |
 //! | `open-many PATH N`     | `opened K` handles on PATH-0 ... PATH-(N-1), stopping at the first error, which follows as `error: ...` |
 //! | `args`                 | `args ARGV0 ARG1 ...` (its own arguments) |
@@ -160,6 +161,10 @@ fn main() {
                             Err(e) => error_line(&e),
                         },
                         ("is-locked", []) => lock.is_locked().to_string(),
+                        ("token", []) => match lock.token() {
+                            Some(token) => format!("token {token}"),
+                            None => "token none".to_owned(),
+                        },
                         ("drop", []) => {
                             handles.remove(&id);
                             "dropped".to_owned()
