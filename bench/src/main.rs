@@ -17,7 +17,10 @@
 //! - plugin start-up, small and large (componentize-py), cold, cached and
 //!   precompiled;
 //! - the host's memory with 1 to 64 waiting guest instances;
-//! - how late a timed-out acquire returns.
+//! - how late a timed-out acquire returns;
+//! - locks in a 3-member etcd cluster: a guest through `locket-host --locks`
+//!   and the `locket-etcd` API against raw `etcd-client` calls, uncontended,
+//!   hand-off, and 8 contenders on 3 members.
 //!
 //! It prints a Markdown report and, with `--out`, writes it to FILE.
 //! `--smoke` is a short run for the test suite.
@@ -39,7 +42,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::report::{Figures, machine, targets};
-use crate::sections::{handoff, memory, startup, throughput, timeouts, uncontended};
+use crate::sections::{etcd, handoff, memory, startup, throughput, timeouts, uncontended};
 
 const USAGE: &str = "usage: locket-bench [--rounds N] [--out FILE] [--plot FILE.svg] [--smoke]";
 
@@ -144,6 +147,29 @@ fn main() -> anyhow::Result<()> {
     let instances: &[usize] = if smoke { &[1, 4] } else { &[1, 16, 64] };
     memory::run(dir, instances, &mut report)?;
     timeouts::run(&dir.join("timeout.lock"), &mut report)?;
+    if locket_tests::etcd::etcd_exe().is_ok() {
+        let sizes = if smoke {
+            etcd::Sizes {
+                batches: 2,
+                cycles: 5,
+                handoffs: 3,
+                contend_ms: 300,
+            }
+        } else {
+            etcd::Sizes {
+                batches: 7,
+                cycles: 50,
+                handoffs: 30,
+                contend_ms: 3000,
+            }
+        };
+        etcd::run(dir, &sizes, &mut report, &mut figures)?;
+    } else {
+        writeln!(
+            report,
+            "## Locks in etcd\n\n(skipped: etcd is not installed; scripts/prepare-tests.sh installs it)\n"
+        )?;
+    }
     first_build(&mut report)?;
     targets(&mut report, &figures)?;
     print!("{report}");

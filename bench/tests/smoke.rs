@@ -27,6 +27,8 @@ fn a_smoke_run_reports_every_section_and_loses_no_update() {
         "## Large plugin start-up",
         "## Memory",
         "## Timeout accuracy",
+        "## Locks in etcd",
+        "### Throughput, 8 contenders on 3 members",
         "## Targets",
     ] {
         assert!(
@@ -51,6 +53,18 @@ fn a_smoke_run_reports_every_section_and_loses_no_update() {
         .filter(|l| l.starts_with("| ") && !l.starts_with("| N "))
         .collect();
     assert!(rows.len() >= 4, "too few throughput rows:\n{section}");
+    for row in rows {
+        let lost = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
+        assert_eq!(lost, "0", "lost updates in {row}");
+    }
+    // The same for the etcd throughput rows.
+    let section = report.split("### Throughput, 8 contenders").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let rows: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| contenders "))
+        .collect();
+    assert_eq!(rows.len(), 2, "etcd throughput rows:\n{section}");
     for row in rows {
         let lost = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
         assert_eq!(lost, "0", "lost updates in {row}");

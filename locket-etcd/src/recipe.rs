@@ -2,6 +2,7 @@
 //! machine"): put a key in the lock's queue, wait by watches until no key
 //! before it conflicts, re-check, delete.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,8 +73,9 @@ pub(crate) async fn acquire(
     loop {
         let lease = shared.lease(deadline).await?;
         let key = format!("{prefix}{:x}-{handle:x}", lease.id);
-        let revision = match create(&shared, &key, &value, lease.id, deadline).await {
-            Ok(r) => r,
+        let created = create(&shared, &prefix, &key, &value, lease.id, mode, deadline).await;
+        let (revision, first) = match created {
+            Ok(created) => created,
             Err(Error::Etcd { detail, .. }) if detail.contains("lease not found") => {
                 // etcd let the lease expire before we judged it lost.
                 lease.mark_lost("etcd no longer knows the lease");
@@ -86,7 +88,13 @@ pub(crate) async fn acquire(
             }
         };
         tracing::debug!(%key, revision, mode = mode_word(mode), "etcd lock queued");
-        match wait_turn(&shared, &prefix, &key, revision, mode, &lease, deadline).await {
+        let queue = Queue {
+            prefix: &prefix,
+            key: &key,
+            revision,
+            mode,
+        };
+        match wait_turn(&shared, &queue, first, &lease, deadline).await {
             Ok(()) if lease.valid() => {
                 lease.count_hold();
                 return Ok(Claim {
@@ -111,42 +119,98 @@ pub(crate) async fn acquire(
     }
 }
 
-/// Puts `key` if it is not there, and returns its create revision.
+/// Our place in a lock's queue.
+struct Queue<'a> {
+    prefix: &'a str,
+    key: &'a str,
+    /// Our key's create revision.
+    revision: i64,
+    mode: Mode,
+}
+
+/// One look at the queue: the revision it was taken at, and every key
+/// before ours whose mode conflicts with ours. No key can join that set
+/// later (a new key's create revision is after ours), so once each of them
+/// is deleted, the lock is ours.
+struct Look {
+    seen: i64,
+    blockers: HashSet<Vec<u8>>,
+}
+
+impl Queue<'_> {
+    /// The look that `kvs`, the keys under the prefix at revision `seen`,
+    /// give.
+    fn look(&self, seen: i64, kvs: &[etcd_client::KeyValue]) -> Look {
+        let blockers = kvs
+            .iter()
+            .filter(|kv| {
+                kv.create_revision() < self.revision
+                    && direct_child(self.prefix, kv.key())
+                    && (self.mode == Mode::Exclusive || mode_of(kv.value()) == Mode::Exclusive)
+            })
+            .map(|kv| kv.key().to_vec())
+            .collect();
+        Look { seen, blockers }
+    }
+}
+
+/// Puts `key` if it is not there, and returns its create revision and a
+/// first look at the queue, taken in the same transaction: an uncontended
+/// acquire is one round trip.
 async fn create(
     shared: &Shared,
+    prefix: &str,
     key: &str,
     value: &str,
     lease: i64,
+    mode: Mode,
     deadline: Option<Instant>,
-) -> Result<i64, Error> {
+) -> Result<(i64, Look), Error> {
+    let queue = || TxnOp::get(prefix, Some(GetOptions::new().with_prefix()));
     let txn = Txn::new()
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key,
-            value,
-            Some(PutOptions::new().with_lease(lease)),
-        )])
-        .or_else([TxnOp::get(key, None)]);
+        .and_then([
+            TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease))),
+            queue(),
+        ])
+        .or_else([TxnOp::get(key, None), queue()]);
     let answer = shared
         .call(deadline, |mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
         })
         .await?;
-    if answer.succeeded() {
-        return answer
-            .header()
-            .map(etcd_client::ResponseHeader::revision)
-            .ok_or_else(|| malformed(shared, "a transaction answer without a header"));
-    }
-    for op in answer.op_responses() {
-        if let TxnOpResponse::Get(get) = op
-            && let Some(kv) = get.kvs().first()
-        {
-            return Ok(kv.create_revision());
-        }
-    }
-    Err(malformed(shared, "the key was neither created nor found"))
+    let seen = answer
+        .header()
+        .map(etcd_client::ResponseHeader::revision)
+        .ok_or_else(|| malformed(shared, "a transaction answer without a header"))?;
+    let gets: Vec<_> = answer
+        .op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        })
+        .collect();
+    let (revision, kvs) = if answer.succeeded() {
+        // The put made the revision the answer is at.
+        (seen, gets.first().map(etcd_client::GetResponse::kvs))
+    } else {
+        let revision = gets
+            .first()
+            .and_then(|get| get.kvs().first())
+            .map(etcd_client::KeyValue::create_revision)
+            .ok_or_else(|| malformed(shared, "the key was neither created nor found"))?;
+        (revision, gets.get(1).map(etcd_client::GetResponse::kvs))
+    };
+    let kvs = kvs.ok_or_else(|| malformed(shared, "a transaction answer without the queue"))?;
+    let queue = Queue {
+        prefix,
+        key,
+        revision,
+        mode,
+    };
+    Ok((revision, queue.look(seen, kvs)))
 }
 
 fn malformed(shared: &Shared, what: &str) -> Error {
@@ -156,57 +220,23 @@ fn malformed(shared: &Shared, what: &str) -> Error {
     }
 }
 
-/// Waits until no key created before ours, under `prefix`, conflicts with
-/// `mode`, while our key still stands.
+/// Waits until no key created before ours conflicts with our mode, while
+/// our key still stands, starting from the look `first`. One watch on the
+/// lock's prefix follows every delete after the look, so the turn comes
+/// with the event that deletes the last blocker, without another round
+/// trip; a watch that fails is followed by a fresh look.
 async fn wait_turn(
     shared: &Shared,
-    prefix: &str,
-    key: &str,
-    revision: i64,
-    mode: Mode,
+    queue: &Queue<'_>,
+    first: Look,
     lease: &Lease,
     deadline: Option<Instant>,
 ) -> Result<(), Ended> {
+    let mut look = first;
     loop {
-        let before = GetOptions::new()
-            .with_prefix()
-            .with_max_create_revision(revision - 1);
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, revision)])
-            .and_then([TxnOp::get(prefix, Some(before))]);
-        let answer = shared
-            .call(deadline, |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await
-            .map_err(Ended::Failed)?;
-        if !answer.succeeded() {
-            return Err(Ended::Vanished);
-        }
-        let seen = answer
-            .header()
-            .map_or(0, etcd_client::ResponseHeader::revision);
-        let mut blocker: Option<(i64, Vec<u8>)> = None;
-        for op in answer.op_responses() {
-            if let TxnOpResponse::Get(get) = op {
-                for kv in get.kvs() {
-                    let conflicts =
-                        mode == Mode::Exclusive || mode_of(kv.value()) == Mode::Exclusive;
-                    if conflicts
-                        && direct_child(prefix, kv.key())
-                        && blocker
-                            .as_ref()
-                            .is_none_or(|(r, _)| kv.create_revision() > *r)
-                    {
-                        blocker = Some((kv.create_revision(), kv.key().to_vec()));
-                    }
-                }
-            }
-        }
-        let Some((_, blocker)) = blocker else {
+        if look.blockers.is_empty() {
             return Ok(());
-        };
+        }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Ended::TimedOut);
         }
@@ -217,56 +247,120 @@ async fn wait_turn(
             }
         };
         tokio::select! {
-            watched = deleted(shared, blocker, seen + 1) => {
-                if let Err(e) = watched {
+            followed = follow(shared, queue, &mut look) => match followed {
+                Ok(()) => return Ok(()),
+                Err(Followed::OursDeleted) => return Err(Ended::Vanished),
+                Err(Followed::Failed(e)) => {
                     tracing::debug!("etcd watch ended early ({e}); looking again");
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    look = look_again(shared, queue, deadline).await?;
                 }
-            }
+            },
             () = sleep => return Err(Ended::TimedOut),
             () = lease.lost() => return Err(Ended::Vanished),
         }
     }
 }
 
-/// Resolves when `key` is deleted at or after revision `from`.
-async fn deleted(shared: &Shared, key: Vec<u8>, from: i64) -> Result<(), etcd_client::Error> {
+/// How following the queue's deletes ended, short of the turn.
+enum Followed {
+    /// Our own key was deleted (its lease expired, or someone deleted it).
+    OursDeleted,
+    Failed(etcd_client::Error),
+}
+
+/// Watches the deletes under the queue's prefix after `look.seen`, taking
+/// each from `look.blockers`, until none is left.
+async fn follow(shared: &Shared, queue: &Queue<'_>, look: &mut Look) -> Result<(), Followed> {
     let options = WatchOptions::new()
-        .with_start_revision(from)
+        .with_prefix()
+        .with_start_revision(look.seen + 1)
         .with_filters([WatchFilterType::NoPut]);
     let (at, client) = shared.client().await;
-    let watched = async {
-        let mut stream = client?.watch(key, Some(options)).await?;
-        wait_for_delete(&mut stream).await
-    };
-    let result = watched.await;
-    if result.is_err() {
+    let result = async {
+        let client = client.map_err(Followed::Failed)?;
+        let mut stream = client
+            .clone()
+            .watch(queue.prefix, Some(options))
+            .await
+            .map_err(Followed::Failed)?;
+        loop {
+            let answer = stream
+                .message()
+                .await
+                .map_err(Followed::Failed)?
+                .ok_or_else(|| {
+                    Followed::Failed(etcd_client::Error::WatchError(
+                        "the watch stream ended".into(),
+                    ))
+                })?;
+            if answer.canceled() {
+                return Err(Followed::Failed(etcd_client::Error::WatchError(format!(
+                    "the watch was cancelled: {}",
+                    answer.cancel_reason()
+                ))));
+            }
+            for event in answer.events() {
+                if event.event_type() != EventType::Delete {
+                    continue;
+                }
+                let Some(kv) = event.kv() else { continue };
+                if kv.key() == queue.key.as_bytes() {
+                    return Err(Followed::OursDeleted);
+                }
+                look.blockers.remove(kv.key());
+                look.seen = look.seen.max(kv.mod_revision());
+            }
+            if look.blockers.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    if matches!(result, Err(Followed::Failed(_))) {
         shared.move_on(at);
     }
     result
 }
 
-async fn wait_for_delete(stream: &mut etcd_client::WatchStream) -> Result<(), etcd_client::Error> {
-    loop {
-        let Some(answer) = stream.message().await? else {
-            return Err(etcd_client::Error::WatchError(
-                "the watch stream ended".into(),
-            ));
-        };
-        if answer.canceled() {
-            return Err(etcd_client::Error::WatchError(format!(
-                "the watch was cancelled: {}",
-                answer.cancel_reason()
-            )));
-        }
-        if answer
-            .events()
-            .iter()
-            .any(|e| e.event_type() == EventType::Delete)
-        {
-            return Ok(());
-        }
+/// Looks at the keys before ours, in a transaction that holds only while
+/// our key still stands.
+async fn look_again(
+    shared: &Shared,
+    queue: &Queue<'_>,
+    deadline: Option<Instant>,
+) -> Result<Look, Ended> {
+    let before = GetOptions::new()
+        .with_prefix()
+        .with_max_create_revision(queue.revision - 1);
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            queue.key,
+            CompareOp::Equal,
+            queue.revision,
+        )])
+        .and_then([TxnOp::get(queue.prefix, Some(before))]);
+    let answer = shared
+        .call(deadline, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+        .map_err(Ended::Failed)?;
+    if !answer.succeeded() {
+        return Err(Ended::Vanished);
     }
+    let seen = answer
+        .header()
+        .map_or(0, etcd_client::ResponseHeader::revision);
+    let kvs = answer.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => Some(get),
+        _ => None,
+    });
+    Ok(queue.look(
+        seen,
+        kvs.as_ref().map_or(&[], etcd_client::GetResponse::kvs),
+    ))
 }
 
 /// Deletes a claim's key: a release.
