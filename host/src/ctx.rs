@@ -216,9 +216,10 @@ impl LockHandle {
             Kind::File(lock) => lock.release().map_err(file_error),
             Kind::Etcd(lock) => lock.release().map_err(etcd_error),
         };
-        if result.is_ok() {
-            self.holding.store(false, Ordering::Release);
-        }
+        // Whatever the outcome, what the handle holds now is what counts:
+        // a release that failed to reach the cluster held nothing after it,
+        // and that is no loss.
+        self.holding.store(self.locked_now(), Ordering::Release);
         result
     }
 
@@ -268,7 +269,9 @@ fn file_error(e: locket::LockError) -> WitError {
 }
 
 /// Maps an etcd-lock error to the guest-visible WIT error. The guest learns
-/// what failed, never the cluster's addresses or the host's credentials.
+/// what failed, in fixed words: never the cluster's addresses or names
+/// (which etcd's and TLS's messages may carry) or the host's credentials.
+/// The whole message goes to the host's log.
 fn etcd_error(e: locket_etcd::Error) -> WitError {
     use locket_etcd::Error;
     let io = |what: &str| {
@@ -280,11 +283,12 @@ fn etcd_error(e: locket_etcd::Error) -> WitError {
         Error::NotLocked { .. } => WitError::NotLocked,
         Error::AlreadyLocked { .. } | Error::Deadlock { .. } => WitError::Deadlock,
         Error::InvalidName { reason, .. } => WitError::InvalidPath((*reason).to_owned()),
-        Error::Unavailable { detail, .. } => io(&format!("is unavailable: {detail}")),
+        Error::Unavailable { .. } => {
+            io("is unavailable (unreachable, or without a quorum); the host's log has more")
+        }
         Error::Auth { .. } => io("refused this host's credentials"),
         Error::Closed => io("session is closed"),
-        Error::Etcd { detail, .. } => io(&format!("failed: {detail}")),
-        _ => io("failed"),
+        _ => io("failed; the host's log has more"),
     }
 }
 

@@ -136,6 +136,12 @@ pub enum GrantError {
         /// The guest path, in normal form.
         guest: String,
     },
+    /// Two etcd lock namespaces are granted under the same guest path.
+    #[error("{guest:?} is granted as two etcd lock namespaces")]
+    TwoNamespaces {
+        /// The guest path, in normal form.
+        guest: String,
+    },
     /// wasmtime-wasi refused the preopen.
     #[error("cannot preopen {}: {message}", host.display())]
     Preopen {
@@ -228,8 +234,9 @@ impl Grants {
     /// [`GrantError::Namespace`] if `namespace` cannot name locks (empty,
     /// absolute, `.` or `..` components, NUL, too long),
     /// [`GrantError::GuestPath`] for a bad guest path as in
-    /// [`grant`](Self::grant), and [`GrantError::Overlap`] if a directory is
-    /// granted under the very same guest path.
+    /// [`grant`](Self::grant), [`GrantError::Overlap`] if a directory is
+    /// granted under the very same guest path, and
+    /// [`GrantError::TwoNamespaces`] if another namespace is.
     pub fn grant_locks(
         &mut self,
         session: &locket_etcd::Session,
@@ -272,6 +279,11 @@ impl Grants {
         })?;
         if self.grants.iter().any(|g| g.guest_parts == guest_parts) {
             return Err(GrantError::Overlap {
+                guest: guest_parts.text(),
+            });
+        }
+        if self.namespaces.iter().any(|n| n.guest_parts == guest_parts) {
+            return Err(GrantError::TwoNamespaces {
                 guest: guest_parts.text(),
             });
         }

@@ -63,6 +63,12 @@ impl Session {
 }
 
 impl Lock {
+    /// The lock's name in its group: the same name on two clusters is two
+    /// locks.
+    fn group_key(&self) -> String {
+        format!("{} {}", self.session.endpoints(), self.name)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -178,7 +184,7 @@ impl Lock {
     pub fn acquire_with(&self, mode: Mode, timeout: Option<Duration>) -> Result<(), Error> {
         self.begin(mode)?;
         let shared = Arc::clone(&self.session.inner.shared);
-        let work = recipe::acquire(shared, self.name.clone(), self.id, mode, timeout);
+        let work = recipe::acquire(shared, self.name.clone(), mode, timeout);
         let result = self.session.inner.shared.block_on(work).and_then(|r| r);
         self.finish(mode, result)
     }
@@ -220,7 +226,7 @@ impl Lock {
         }
         self.begin(mode)?;
         let shared = Arc::clone(&self.session.inner.shared);
-        let work = recipe::acquire(shared, self.name.clone(), self.id, mode, timeout);
+        let work = recipe::acquire(shared, self.name.clone(), mode, timeout);
         let mut cancel = Cancel {
             lock: self,
             task: Some(self.session.inner.shared.spawn(work)),
@@ -252,7 +258,7 @@ impl Lock {
             self.drop_claim(&mut state);
         }
         if let Some(group) = &self.group
-            && group.conflicts(&self.name, mode)
+            && group.conflicts(&self.group_key(), mode)
         {
             return Err(Error::Deadlock {
                 name: self.name.clone(),
@@ -267,7 +273,7 @@ impl Lock {
         state.acquiring = false;
         let claim = result?;
         if let Some(group) = &self.group {
-            group.record(&self.name, self.id, mode, Arc::clone(&claim.lease));
+            group.record(&self.group_key(), self.id, mode, Arc::clone(&claim.lease));
         }
         state.held = Some((claim, mode));
         Ok(())
@@ -277,7 +283,7 @@ impl Lock {
     fn drop_claim(&self, state: &mut State) {
         if let Some((claim, _)) = state.held.take() {
             if let Some(group) = &self.group {
-                group.forget(&self.name, self.id);
+                group.forget(&self.group_key(), self.id);
             }
             claim.lease.forget_hold();
             self.session.inner.shared.delete_later(claim.key);
@@ -300,7 +306,7 @@ impl Lock {
             });
         };
         if let Some(group) = &self.group {
-            group.forget(&self.name, self.id);
+            group.forget(&self.group_key(), self.id);
         }
         claim.lease.forget_hold();
         let valid = claim.lease.valid();

@@ -58,12 +58,15 @@ enum Ended {
     Failed(Error),
 }
 
-/// Acquires the lock `name` for handle `handle` in `mode`, waiting at most
-/// `timeout`.
+/// Acquires the lock `name` in `mode`, waiting at most `timeout`.
+///
+/// Every attempt puts a key of its own (`NAME/<lease hex>-<attempt hex>`,
+/// the attempt numbered by the session): a background delete of an earlier
+/// attempt's key, or a cancelled acquire still running, can then never
+/// remove the key of a later one.
 pub(crate) async fn acquire(
     shared: Arc<Shared>,
     name: String,
-    handle: u64,
     mode: Mode,
     timeout: Option<Duration>,
 ) -> Result<Claim, Error> {
@@ -72,7 +75,7 @@ pub(crate) async fn acquire(
     let value = format!("{} mode={}", shared.holder, mode_word(mode));
     loop {
         let lease = shared.lease(deadline).await?;
-        let key = format!("{prefix}{:x}-{handle:x}", lease.id);
+        let key = format!("{prefix}{:x}-{:x}", lease.id, shared.next_handle());
         let created = create(&shared, &prefix, &key, &value, lease.id, mode, deadline).await;
         let (revision, first) = match created {
             Ok(created) => created,
@@ -258,6 +261,7 @@ async fn wait_turn(
             },
             () = sleep => return Err(Ended::TimedOut),
             () = lease.lost() => return Err(Ended::Vanished),
+            () = shared.closing() => return Err(Ended::Failed(Error::Closed)),
         }
     }
 }
@@ -309,7 +313,6 @@ async fn follow(shared: &Shared, queue: &Queue<'_>, look: &mut Look) -> Result<(
                     return Err(Followed::OursDeleted);
                 }
                 look.blockers.remove(kv.key());
-                look.seen = look.seen.max(kv.mod_revision());
             }
             if look.blockers.is_empty() {
                 return Ok(());

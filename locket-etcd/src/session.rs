@@ -326,6 +326,18 @@ impl Shared {
         });
         tracing::debug!(lease = format_args!("{:x}", lease.id), ttl = ?granted_ttl, "etcd lease granted");
         *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&lease));
+        // Stored first, checked second: a close that began before the
+        // store sees it here, and one that begins after finds the new lease
+        // and revokes it itself.
+        if *self.closed.borrow() {
+            lease.end();
+            let id = lease.id;
+            let bound = Some(Instant::now() + CLOSE_BOUND);
+            let _ = self
+                .call(bound, |mut c| async move { c.lease_revoke(id).await })
+                .await;
+            return Err(Error::Closed);
+        }
         self.handle
             .spawn(keep_alive(Arc::clone(self), Arc::clone(&lease)));
         if let Some(old) = old {
@@ -340,6 +352,12 @@ impl Shared {
             });
         }
         Ok(lease)
+    }
+
+    /// Resolves once the session is closing.
+    pub(crate) async fn closing(&self) {
+        let mut closed = self.closed.subscribe();
+        let _ = closed.wait_for(|c| *c).await;
     }
 
     fn current_lease(&self) -> Option<Arc<Lease>> {
@@ -632,13 +650,13 @@ impl Shared {
         {
             lease.end();
             let id = lease.id;
+            let bound = Some(Instant::now() + CLOSE_BOUND);
             let revoked = self
-                .call(
-                    Some(deadline),
-                    |mut c| async move { c.lease_revoke(id).await },
-                )
+                .call(bound, |mut c| async move { c.lease_revoke(id).await })
                 .await;
-            if let Err(e) = revoked {
+            if let Err(e) = revoked
+                && !e.to_string().contains("not found")
+            {
                 tracing::warn!(
                     lease = format_args!("{id:x}"),
                     "cannot revoke the lease; its locks are freed when it expires: {e}"

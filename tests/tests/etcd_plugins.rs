@@ -372,6 +372,9 @@ fn bad_grants_unreachable_clusters_and_bad_credentials_stop_the_run_before_it_st
     let overlap = [locks(&cluster, "ns"), format!("--dir={dir}::/cluster")];
     let out = run_host(&[&overlap[0], &overlap[1]], &[]);
     refused(&out, "both as a directory and as an etcd lock namespace");
+    let twice = [locks(&cluster, "one"), locks(&cluster, "two")];
+    let out = run_host(&[&twice[0], &twice[1]], &[]);
+    refused(&out, "granted as two etcd lock namespaces");
 
     // Nothing listens there: a clear error within the connect timeout.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

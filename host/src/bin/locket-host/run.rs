@@ -72,6 +72,15 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         c.wasi_cli_run().call_run(&mut store)
     });
     tracing::debug!(ended_us = started.elapsed().as_micros(), "plugin ended");
+    // Release every lock the plugin still held, now: closing the handles'
+    // files does it, and revoking the etcd lease deletes every key on it.
+    // The rest (the instance's memory, the compiled code) is left to the
+    // process exit, which frees it faster than unmapping it piece by piece
+    // would.
+    store.data_mut().table = ResourceTable::new();
+    for (_, session) in &sessions {
+        session.close();
+    }
     if args.stats {
         let s = store.data().locket.stats();
         eprintln!(
@@ -87,15 +96,6 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             s.max_wait
         );
         eprintln!("locket-host: stats: code: {code}");
-    }
-    // Release every lock the plugin still held, now: closing the handles'
-    // files does it, and revoking the etcd lease deletes every key on it.
-    // The rest (the instance's memory, the compiled code) is left to the
-    // process exit, which frees it faster than unmapping it piece by piece
-    // would.
-    store.data_mut().table = ResourceTable::new();
-    for (_, session) in &sessions {
-        session.close();
     }
     let lost = store.data().locket.stats().lost;
     if lost > 0 {
@@ -198,6 +198,7 @@ fn store(
         grants.check_lock_grant(&l.address.name, &l.guest)?;
     }
     let sessions = connect(args)?;
+    crate::signals::holds_etcd_locks(!sessions.is_empty());
     for l in &args.locks {
         let key = l.address.cluster.to_string();
         let (_, session) = sessions
@@ -292,7 +293,9 @@ fn exit_code(outcome: wasmtime::Result<Result<(), ()>>, args: &RunArgs) -> ExitC
 
 /// Interrupts the plugin at the deadline; if it is stuck outside wasm (in a
 /// blocking WASI call), ends the process shortly after, which the kernel
-/// follows by releasing every lock.
+/// follows by releasing every file lock. Etcd locks then wait for their
+/// lease to expire: the plugin may be stuck in the middle of a write, so the
+/// lease is not revoked under it.
 fn start_timer(engine: Engine, timeout: Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(timeout);
