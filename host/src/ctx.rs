@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use locket::{LockGroup, Mode};
+use locket::LockGroup;
 use wasmtime::component::ResourceTable;
-
-use crate::bindings::WitError;
 
 use crate::grants::Grants;
 
@@ -118,16 +116,17 @@ pub struct DeadlineExceeded;
 /// or in an etcd cluster.
 #[derive(Debug)]
 pub struct LockHandle {
-    kind: Kind,
+    pub(crate) kind: Kind,
     /// Whether the guest's last acquire succeeded and it has not released
     /// since, so that a lock found not held was lost.
-    holding: AtomicBool,
+    pub(crate) holding: AtomicBool,
     /// The instance's count of lost locks.
     lost: Arc<AtomicU64>,
 }
 
+/// The backend of a handle.
 #[derive(Debug)]
-enum Kind {
+pub(crate) enum Kind {
     File(locket::Lock),
     Etcd(locket_etcd::Lock),
 }
@@ -151,7 +150,7 @@ impl LockHandle {
 
     /// Counts a lock that the guest held and that is no longer held
     /// although the guest never released it: lost with its lease.
-    fn notice_loss(&self) {
+    pub(crate) fn notice_loss(&self) {
         if self.holding.load(Ordering::Acquire)
             && !self.locked_now()
             && self.holding.swap(false, Ordering::AcqRel)
@@ -166,61 +165,11 @@ impl LockHandle {
         }
     }
 
-    fn locked_now(&self) -> bool {
+    pub(crate) fn locked_now(&self) -> bool {
         match &self.kind {
             Kind::File(lock) => lock.is_locked(),
             Kind::Etcd(lock) => lock.is_locked(),
         }
-    }
-
-    /// Acquires in `mode`, waiting at most `wait`, on this thread.
-    pub(crate) fn acquire(&self, mode: Mode, wait: Option<Duration>) -> Result<(), WitError> {
-        self.notice_loss();
-        let result = match &self.kind {
-            Kind::File(lock) => lock.acquire_with(mode, wait).map_err(file_error),
-            Kind::Etcd(lock) => lock.acquire_with(mode, wait).map_err(etcd_error),
-        };
-        self.acquired(result)
-    }
-
-    /// The same as a future; dropping it cancels the wait.
-    pub(crate) async fn acquire_async(
-        &self,
-        mode: Mode,
-        wait: Option<Duration>,
-    ) -> Result<(), WitError> {
-        self.notice_loss();
-        let result = match &self.kind {
-            Kind::File(lock) => lock
-                .acquire_with_async(mode, wait)
-                .await
-                .map_err(file_error),
-            Kind::Etcd(lock) => lock
-                .acquire_with_async(mode, wait)
-                .await
-                .map_err(etcd_error),
-        };
-        self.acquired(result)
-    }
-
-    fn acquired(&self, result: Result<(), WitError>) -> Result<(), WitError> {
-        if result.is_ok() {
-            self.holding.store(true, Ordering::Release);
-        }
-        result
-    }
-
-    pub(crate) fn release(&self) -> Result<(), WitError> {
-        self.notice_loss();
-        let result = match &self.kind {
-            Kind::File(lock) => lock.release().map_err(file_error),
-            Kind::Etcd(lock) => lock.release().map_err(etcd_error),
-        };
-        // Whatever the outcome, what the handle holds now is what counts:
-        // a release that failed to reach the cluster held nothing after it,
-        // and that is no loss.
-        self.holding.store(self.locked_now(), Ordering::Release);
-        result
     }
 
     pub(crate) fn is_locked(&self) -> bool {
@@ -244,51 +193,6 @@ impl Drop for LockHandle {
         // Dropping the lock releases it: the file is closed, the etcd key
         // deleted in the background.
         self.notice_loss();
-    }
-}
-
-/// Maps a file-lock error to the guest-visible WIT error. Messages name the
-/// guest's path, never the host's.
-fn file_error(e: locket::LockError) -> WitError {
-    use locket::LockError;
-    match e {
-        LockError::Timeout { .. } => WitError::Timeout,
-        LockError::NotLocked { .. } => WitError::NotLocked,
-        LockError::AlreadyLocked { .. } | LockError::Deadlock { .. } => WitError::Deadlock,
-        LockError::AccessDenied { .. } => WitError::AccessDenied,
-        LockError::InvalidPath { reason, .. } => WitError::InvalidPath(reason.to_owned()),
-        LockError::NotRegularFile { kind, .. } => {
-            WitError::InvalidPath(format!("it is a {kind}, not a regular file"))
-        }
-        LockError::MissingParent { .. } => {
-            WitError::Io("the lock file's parent directory does not exist".to_owned())
-        }
-        LockError::Io { source, .. } => WitError::Io(source.to_string()),
-        other => WitError::Io(other.to_string()),
-    }
-}
-
-/// Maps an etcd-lock error to the guest-visible WIT error. The guest learns
-/// what failed, in fixed words: never the cluster's addresses or names
-/// (which etcd's and TLS's messages may carry) or the host's credentials.
-/// The whole message goes to the host's log.
-fn etcd_error(e: locket_etcd::Error) -> WitError {
-    use locket_etcd::Error;
-    let io = |what: &str| {
-        tracing::warn!("etcd lock: {e}");
-        WitError::Io(format!("the etcd lock service {what}"))
-    };
-    match &e {
-        Error::Timeout { .. } => WitError::Timeout,
-        Error::NotLocked { .. } => WitError::NotLocked,
-        Error::AlreadyLocked { .. } | Error::Deadlock { .. } => WitError::Deadlock,
-        Error::InvalidName { reason, .. } => WitError::InvalidPath((*reason).to_owned()),
-        Error::Unavailable { .. } => {
-            io("is unavailable (unreachable, or without a quorum); the host's log has more")
-        }
-        Error::Auth { .. } => io("refused this host's credentials"),
-        Error::Closed => io("session is closed"),
-        _ => io("failed; the host's log has more"),
     }
 }
 

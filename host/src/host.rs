@@ -1,14 +1,17 @@
 //! The host side of the `locket` interface: each WIT function written once,
 //! as a method of [`LocketCtxView`], and served to both linkers by thin
-//! trait impls (one per bindgen run) that only pass calls through.
+//! trait impls (one per bindgen run) that only pass calls through; and a
+//! handle's acquires and release, with each backend's errors mapped to the
+//! WIT `error` variant (here, not in `ctx.rs`, which the bindings import).
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use locket::Mode;
 use wasmtime::component::Resource;
 
 use crate::bindings::{WitError, to_async, wit, wit_async};
-use crate::ctx::{DeadlineExceeded, LockHandle, LockStats, LocketCtxView};
+use crate::ctx::{DeadlineExceeded, Kind, LockHandle, LockStats, LocketCtxView};
 use crate::grants::Target;
 use crate::guest_path::PathError;
 
@@ -243,5 +246,103 @@ impl wit_async::HostLock for LocketCtxView<'_> {
 
     fn drop(&mut self, lock: Handle) -> wasmtime::Result<()> {
         self.drop_lock(lock)
+    }
+}
+
+/// The acquires and the release of a handle, which answer in WIT errors.
+impl LockHandle {
+    /// Acquires in `mode`, waiting at most `wait`, on this thread.
+    pub(crate) fn acquire(&self, mode: Mode, wait: Option<Duration>) -> Result<(), WitError> {
+        self.notice_loss();
+        let result = match &self.kind {
+            Kind::File(lock) => lock.acquire_with(mode, wait).map_err(file_error),
+            Kind::Etcd(lock) => lock.acquire_with(mode, wait).map_err(etcd_error),
+        };
+        self.acquired(result)
+    }
+
+    /// The same as a future; dropping it cancels the wait.
+    pub(crate) async fn acquire_async(
+        &self,
+        mode: Mode,
+        wait: Option<Duration>,
+    ) -> Result<(), WitError> {
+        self.notice_loss();
+        let result = match &self.kind {
+            Kind::File(lock) => lock
+                .acquire_with_async(mode, wait)
+                .await
+                .map_err(file_error),
+            Kind::Etcd(lock) => lock
+                .acquire_with_async(mode, wait)
+                .await
+                .map_err(etcd_error),
+        };
+        self.acquired(result)
+    }
+
+    fn acquired(&self, result: Result<(), WitError>) -> Result<(), WitError> {
+        if result.is_ok() {
+            self.holding.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    pub(crate) fn release(&self) -> Result<(), WitError> {
+        self.notice_loss();
+        let result = match &self.kind {
+            Kind::File(lock) => lock.release().map_err(file_error),
+            Kind::Etcd(lock) => lock.release().map_err(etcd_error),
+        };
+        // Whatever the outcome, what the handle holds now is what counts:
+        // a release that failed to reach the cluster held nothing after it,
+        // and that is no loss.
+        self.holding.store(self.locked_now(), Ordering::Release);
+        result
+    }
+}
+
+/// Maps a file-lock error to the guest-visible WIT error. Messages name the
+/// guest's path, never the host's.
+fn file_error(e: locket::LockError) -> WitError {
+    use locket::LockError;
+    match e {
+        LockError::Timeout { .. } => WitError::Timeout,
+        LockError::NotLocked { .. } => WitError::NotLocked,
+        LockError::AlreadyLocked { .. } | LockError::Deadlock { .. } => WitError::Deadlock,
+        LockError::AccessDenied { .. } => WitError::AccessDenied,
+        LockError::InvalidPath { reason, .. } => WitError::InvalidPath(reason.to_owned()),
+        LockError::NotRegularFile { kind, .. } => {
+            WitError::InvalidPath(format!("it is a {kind}, not a regular file"))
+        }
+        LockError::MissingParent { .. } => {
+            WitError::Io("the lock file's parent directory does not exist".to_owned())
+        }
+        LockError::Io { source, .. } => WitError::Io(source.to_string()),
+        other => WitError::Io(other.to_string()),
+    }
+}
+
+/// Maps an etcd-lock error to the guest-visible WIT error. The guest learns
+/// what failed, in fixed words: never the cluster's addresses or names
+/// (which etcd's and TLS's messages may carry) or the host's credentials.
+/// The whole message goes to the host's log.
+fn etcd_error(e: locket_etcd::Error) -> WitError {
+    use locket_etcd::Error;
+    let io = |what: &str| {
+        tracing::warn!("etcd lock: {e}");
+        WitError::Io(format!("the etcd lock service {what}"))
+    };
+    match &e {
+        Error::Timeout { .. } => WitError::Timeout,
+        Error::NotLocked { .. } => WitError::NotLocked,
+        Error::AlreadyLocked { .. } | Error::Deadlock { .. } => WitError::Deadlock,
+        Error::InvalidName { reason, .. } => WitError::InvalidPath((*reason).to_owned()),
+        Error::Unavailable { .. } => {
+            io("is unavailable (unreachable, or without a quorum); the host's log has more")
+        }
+        Error::Auth { .. } => io("refused this host's credentials"),
+        Error::Closed => io("session is closed"),
+        _ => io("failed; the host's log has more"),
     }
 }
