@@ -446,40 +446,71 @@ pub fn componentize_py() -> Option<PathBuf> {
 }
 
 /// The plugin peer in Python, `tests/peers/python-plugin/locker.py`, built
-/// by componentize-py into `python-guest/locker-py.wasm` beside the running
-/// binary: once per change of its source, and written whole under a
-/// temporary name first.
+/// by `guest-python/locket-py build` (componentize-py, with the Python SDK)
+/// into `python-guest/locker-py.wasm` beside the running binary: once per
+/// change of its source, the SDK, the build command or the WIT, and written
+/// whole under a temporary name first.
 ///
 /// # Errors
 ///
-/// If componentize-py is missing or fails.
+/// If componentize-py is missing or the build fails.
 pub fn python_plugin() -> anyhow::Result<PathBuf> {
+    python_script_plugin(&root().join("tests/peers/python-plugin/locker.py"))
+}
+
+/// A Python script built into a plugin by `guest-python/locket-py build`,
+/// as [`python_plugin`] builds the peer: `python-guest/NAME.wasm` beside the
+/// running binary, rebuilt when the script, the SDK or the WIT changed.
+///
+/// # Errors
+///
+/// If componentize-py is missing or the build fails.
+pub fn python_script_plugin(script: &Path) -> anyhow::Result<PathBuf> {
+    /// One build at a time in this process: tests that need the same
+    /// plugin at once wait for one build rather than make it twice.
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let tool = componentize_py()
         .context("componentize-py is needed (./test.sh installs it into .venv)")?;
-    let source = root().join("tests/peers/python-plugin/locker.py");
+    let name = script
+        .file_stem()
+        .context("the script has no name")?
+        .to_string_lossy()
+        .into_owned();
     let out_dir = sibling_exe("x")
         .parent()
         .context("no directory beside the running binary")?
         .join("python-guest");
     std::fs::create_dir_all(&out_dir)?;
-    let wasm = out_dir.join("locker-py.wasm");
-    let edited = std::fs::metadata(&source)?.modified()?;
+    let wasm = out_dir.join(format!("{name}-py.wasm"));
+    let inputs = [
+        script.to_path_buf(),
+        root().join("guest-python/locket/__init__.py"),
+        root().join("guest-python/locket-py"),
+        root().join("wit/locket.wit"),
+    ];
+    let mut edited = std::time::SystemTime::UNIX_EPOCH;
+    for input in &inputs {
+        edited = edited.max(std::fs::metadata(input)?.modified()?);
+    }
     let built = std::fs::metadata(&wasm).and_then(|m| m.modified());
     if matches!(built, Ok(built) if built > edited) {
         return Ok(wasm);
     }
-    let partial = out_dir.join("locker-py.wasm.partial");
-    let status = Command::new(&tool)
-        .arg("-d")
-        .arg(root().join("wit"))
-        .args(["-w", "locket:lock/plugin", "componentize", "-p"])
-        .arg(source.parent().context("the plugin's folder")?)
-        .args(["locker", "-o"])
+    // A name of its own per process, so that test binaries building at
+    // once do not write over each other's partial output.
+    let partial = out_dir.join(format!("{name}-py.wasm.{}.partial", std::process::id()));
+    let status = Command::new("python3")
+        .arg(root().join("guest-python/locket-py"))
+        .arg("build")
+        .arg(script)
+        .arg("-o")
         .arg(&partial)
+        .env("LOCKET_COMPONENTIZE_PY", &tool)
         .stdout(Stdio::null())
         .status()
-        .with_context(|| format!("running {}", tool.display()))?;
-    anyhow::ensure!(status.success(), "componentize-py failed: {status}");
+        .context("running guest-python/locket-py")?;
+    anyhow::ensure!(status.success(), "locket-py build failed: {status}");
     std::fs::rename(&partial, &wasm)?;
     Ok(wasm)
 }
@@ -547,6 +578,41 @@ pub fn host_exe() -> PathBuf {
         exe.display()
     );
     exe
+}
+
+/// Runs `command` with `input` on its stdin, its stdout and stderr
+/// captured, and waits for it.
+///
+/// # Panics
+///
+/// If it cannot be spawned, written to or waited for.
+pub fn output_with_input(command: &mut Command, input: &str) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The number in the counter file `path`.
+///
+/// # Panics
+///
+/// If it cannot be read or holds no number.
+#[must_use]
+pub fn read_number(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{} holds {text:?}, not a number", path.display()))
 }
 
 /// The `locket` command (crate `locket-cli`) built beside the running test

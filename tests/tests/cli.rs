@@ -244,20 +244,7 @@ fn tracing_is_silent_unless_asked_and_stats_add_up() {
         if let Some(filter) = rust_log {
             c.env("RUST_LOG", filter);
         }
-        let mut child = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = locket_tests::output_with_input(&mut c, script);
         assert!(out.status.success());
         stderr(&out)
     };

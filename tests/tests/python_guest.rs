@@ -36,3 +36,82 @@ fn a_componentize_py_plugin_locks_beside_native_processes() {
     plugin.ask("release", "error: not-locked").unwrap();
     plugin.ask("is-locked", "false").unwrap();
 }
+
+/// A script written for Python's locket (locket.py 1.0.0), not edited in any
+/// line, becomes a plugin with `locket-py build`; the plugin and the same
+/// script under CPython with locket.py, and the Rust crate, share one
+/// counter with no lost update.
+#[test]
+fn a_script_written_for_locket_py_runs_unchanged_as_a_plugin() {
+    let script = locket_tests::root().join("tests/peers/python-scripts/counter.py");
+    let wasm = locket_tests::python_script_plugin(&script).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (lock, data) = (dir.path().join("c.lock"), dir.path().join("counter"));
+    std::fs::write(&data, "0\n").unwrap();
+    let grant = format!("--dir={}::/data", dir.path().display());
+    let n = 30;
+    let mut plugin = locket_tests::host_command(
+        &[&grant],
+        wasm.to_str().unwrap(),
+        &["/data/c.lock", "/data/counter", &n.to_string()],
+    );
+    let plugin = plugin.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let python = locket_tests::venv_python().expect(".venv (./test.sh makes it)");
+    let cpython = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&lock)
+        .arg(&data)
+        .arg(n.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut rust = locket_tests::native_incrementer(&lock, &data, n)
+        .spawn()
+        .unwrap();
+    for (who, child) in [("plugin", plugin), ("CPython", cpython)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the {who} run failed: {:?}",
+            out.status
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("counted {n}\n"),
+            "{who}"
+        );
+    }
+    assert!(rust.wait().unwrap().success());
+    assert_eq!(locket_tests::read_number(&data), 3 * n, "lost updates");
+}
+
+/// A plugin built from a script gets CPython's conventions: `sys.argv`,
+/// stdin and stdout, `sys.exit(n)` as the exit code, and an uncaught
+/// exception's traceback with exit code 1.
+#[test]
+fn a_script_plugin_has_argv_stdio_and_exit_codes_as_in_cpython() {
+    let script = locket_tests::root().join("tests/peers/python-scripts/script.py");
+    let wasm = locket_tests::python_script_plugin(&script).unwrap();
+    let run = |args: &[&str], input: &str| {
+        let mut command = locket_tests::host_command(&[], wasm.to_str().unwrap(), args);
+        locket_tests::output_with_input(&mut command, input)
+    };
+    let out = run(&["3", "two words"], "hello\nworld\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "argv 3 two words\necho HELLO\necho WORLD\n"
+    );
+    let out = run(&["0"], "");
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(&["raise"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Traceback") && stderr.contains("ValueError: raised on purpose"),
+        "{stderr}"
+    );
+    let out = run(&["message"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a message for stderr"));
+}

@@ -1,66 +1,130 @@
-"""The plugin peer in Python, built with componentize-py.
+"""The plugin peer in Python, written with the Python SDK (``import locket``,
+locket.py's API) and built by ``locket-py build``.
 
-It speaks the line protocol of tests/peers/README.md for one lock (handle 0
-on the path given as the first argument), as the Rust `locker.wasm` does:
-`acquire [MS]`, `acquire-shared [MS]`, `release`, `is-locked`, answering
-`acquired`, `released`, `true`/`false` or `error: KIND`. It prints `ready`
-first.
+It speaks the line protocol of tests/peers/README.md as the Rust
+``locker.wasm`` does: it prints ``ready``, then answers each line. Handle 0
+is a lock on the path given as the first argument; a line may start with
+``#N`` to act on handle N.
 
-Build:  componentize-py -d wit -w locket:lock/plugin componentize -p tests/peers/python-plugin locker -o locker-py.wasm
+    acquire [MS] | acquire-shared [MS]   acquired, or error: KIND: MESSAGE
+    release                              released, or an error
+    is-locked                            true or false
+    token                                token N, or token none
+    open PATH                            opened N (a new handle N)
+    drop                                 dropped
+    handoff [MS]                         waiting, then at NS once acquired (released right after)
+    increment DATA N                     incremented N: N rounds of acquire, add one to DATA, release
+    exit [CODE]                          exits with CODE (sys.exit)
+    raise                                an uncaught exception (exit 1, with its traceback)
+
+Build:  guest-python/locket-py build tests/peers/python-plugin/locker.py -o locker-py.wasm
 Run:    locket-host run --dir .::/data locker-py.wasm /data/x.lock
 """
 
 import sys
+import time
 
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports import environment, locket
+import locket
 
-KINDS = {
-    locket.Error_Timeout: "timeout",
-    locket.Error_NotLocked: "not-locked",
-    locket.Error_Deadlock: "deadlock",
-    locket.Error_AccessDenied: "access-denied",
-    locket.Error_InvalidPath: "invalid-path",
-    locket.Error_Limit: "limit",
-    locket.Error_Io: "io",
-}
-
-
-def error_line(err: Err) -> str:
-    return "error: " + KINDS.get(type(err.value), "unknown")
+KINDS = [
+    (locket.Timeout, "timeout"),
+    (locket.NotLocked, "not-locked"),
+    (locket.Deadlock, "deadlock"),
+    (locket.AccessDenied, "access-denied"),
+    (locket.InvalidPath, "invalid-path"),
+    (locket.TooManyLocks, "limit"),
+    (locket.LockIOError, "io"),
+]
 
 
-def answer(lock: locket.Lock, words: list[str]) -> str:
+def error_line(error):
+    for cls, kind in KINDS:
+        if isinstance(error, cls):
+            return "error: {0}: {1}".format(kind, error)
+    return "error: unknown: {0}".format(error)
+
+
+def seconds(words):
+    """``[MS]`` as a timeout in seconds, or None."""
+    return int(words[0]) / 1000 if words else None
+
+
+def increment(lock, data, n):
+    for _ in range(n):
+        with lock:
+            try:
+                with open(data) as f:
+                    value = int(f.read().strip() or 0)
+            except FileNotFoundError:
+                value = 0
+            with open(data, "w") as f:
+                f.write("{0}\n".format(value + 1))
+    return "incremented {0}".format(n)
+
+
+def answer(handles, words):
+    handle = 0
+    if words[0].startswith("#"):
+        handle, words = int(words[0][1:]), words[1:]
     command, rest = words[0], words[1:]
-    timeout = int(rest[0]) * 1_000_000 if rest else None
-    try:
-        if command == "acquire":
-            lock.acquire(timeout)
-            return "acquired"
-        if command == "acquire-shared":
-            lock.acquire_shared(timeout)
-            return "acquired"
-        if command == "release":
-            lock.release()
-            return "released"
-        if command == "is-locked":
-            return "true" if lock.is_locked() else "false"
-        return f"error: unknown-command: {command!r}"
-    except Err as err:
-        return error_line(err)
+    if command == "open":
+        path = rest[0] if rest else ""
+        handles.append(locket.lock_file(path))
+        return "opened {0}".format(len(handles) - 1)
+    if command == "exit":
+        sys.exit(int(rest[0]) if rest else 0)
+    if command == "raise":
+        raise RuntimeError("raise requested")
+    if handle >= len(handles) or handles[handle] is None:
+        return "error: no handle #{0}".format(handle)
+    lock = handles[handle]
+    if command == "acquire":
+        lock.acquire(timeout=seconds(rest))
+        return "acquired"
+    if command == "acquire-shared":
+        lock.acquire_shared(timeout=seconds(rest))
+        return "acquired"
+    if command == "release":
+        lock.release()
+        return "released"
+    if command == "is-locked":
+        return "true" if lock.is_locked() else "false"
+    if command == "token":
+        token = lock.token()
+        return "token none" if token is None else "token {0}".format(token)
+    if command == "drop":
+        handles[handle] = None
+        return "dropped"
+    if command == "handoff":
+        print("waiting", flush=True)
+        lock.acquire(timeout=seconds(rest))
+        at = time.time_ns()
+        lock.release()
+        return "at {0}".format(at)
+    if command == "increment":
+        return increment(lock, rest[0], int(rest[1]))
+    return "error: unknown-command: {0!r}".format(command)
 
 
-class Run(exports.Run):
-    def run(self) -> None:
-        args = environment.get_arguments()
+def main():
+    handles = []
+    if len(sys.argv) > 1:
         try:
-            lock = locket.lock_file(args[1])
-        except Err as err:
-            print(error_line(err), flush=True)
-            raise
-        print("ready", flush=True)
-        for line in sys.stdin:
-            words = line.split()
-            if words:
-                print(answer(lock, words), flush=True)
+            handles.append(locket.lock_file(sys.argv[1]))
+        except locket.LockError as error:
+            print(error_line(error), flush=True)
+            sys.exit(1)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        try:
+            reply = answer(handles, words)
+        except locket.LockError as error:
+            reply = error_line(error)
+        print(reply, flush=True)
+
+
+if __name__ == "__main__":
+    main()
