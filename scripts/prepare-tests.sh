@@ -3,8 +3,8 @@
 # wasm32-wasip2 target for the guest plugins; from Debian's packages when they
 # are missing, util-linux flock(1), coreutils mkfifo, protoc (the etcd
 # client's build needs it), and etcd with etcdctl and openssl for the etcd
-# tests; and componentize-py from PyPI. With the argument `demo`, only what
-# the demo needs.
+# tests; componentize-py from PyPI; and componentize-js from npm. With the
+# argument `demo`, only what the demo needs.
 set -euo pipefail
 for_demo=false
 [ "${1:-}" = demo ] && for_demo=true
@@ -54,3 +54,19 @@ for requirement in "${requirements[@]}"; do
         break
     fi
 done
+
+# componentize-js, pinned by guest-js/package-lock.json, installed into the
+# project (guest-js/node_modules), never globally: `locket-js build` makes
+# the JavaScript plugin peer with it. Node comes from the machine.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "prepare-tests: please install Node.js 20 or later, with npm" >&2
+    exit 1
+fi
+# A copy of the lock file, written after a successful install, says that
+# node_modules matches it.
+stamp=guest-js/node_modules/.locket-installed-from
+if ! cmp -s guest-js/package-lock.json "$stamp"; then
+    echo "prepare-tests: installing componentize-js into guest-js/node_modules" >&2
+    (cd guest-js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp guest-js/package-lock.json "$stamp"
+fi

@@ -18,6 +18,8 @@
 //!   precompiled;
 //! - the host's memory with 1 to 64 waiting guest instances;
 //! - how late a timed-out acquire returns;
+//! - guest languages: the Python and JavaScript guests against the Rust
+//!   guest and native locket.py, uncontended; their start-up and size;
 //! - locks in a 3-member etcd cluster: a guest through `locket-host --locks`
 //!   and the `locket-etcd` API against raw `etcd-client` calls, uncontended,
 //!   hand-off, and 8 contenders on 3 members.
@@ -42,7 +44,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::report::{Figures, machine, targets};
-use crate::sections::{etcd, handoff, memory, startup, throughput, timeouts, uncontended};
+use crate::sections::{
+    etcd, handoff, languages, memory, startup, throughput, timeouts, uncontended,
+};
 
 const USAGE: &str = "usage: locket-bench [--rounds N] [--out FILE] [--plot FILE.svg] [--smoke]";
 
@@ -170,6 +174,8 @@ fn main() -> anyhow::Result<()> {
             "## Locks in etcd\n\n(skipped: etcd is not installed; scripts/prepare-tests.sh installs it)\n"
         )?;
     }
+    let (batches, cycles, starts) = if smoke { (2, 50, 1) } else { (7, 2000, 5) };
+    languages::run(dir, batches, cycles, starts, &mut report)?;
     first_build(&mut report)?;
     targets(&mut report, &figures)?;
     print!("{report}");

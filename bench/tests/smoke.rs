@@ -28,6 +28,9 @@ fn a_smoke_run_reports_every_section_and_loses_no_update() {
         "## Memory",
         "## Timeout accuracy",
         "## Locks in etcd",
+        "## Guest languages",
+        "| JavaScript guest |",
+        "| Python guest |",
         "### Throughput, 8 contenders on 3 members",
         "## Targets",
     ] {

@@ -472,6 +472,35 @@ pub fn python_script_plugin(script: &Path) -> anyhow::Result<PathBuf> {
     let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let tool = componentize_py()
         .context("componentize-py is needed (./test.sh installs it into .venv)")?;
+    let inputs = [
+        root().join("guest-python/locket/__init__.py"),
+        root().join("guest-python/locket-py"),
+        root().join("wit/locket.wit"),
+    ];
+    built_plugin(script, "python-guest", "py", &inputs, |partial| {
+        let mut command = Command::new("python3");
+        command
+            .arg(root().join("guest-python/locket-py"))
+            .arg("build")
+            .arg(script)
+            .arg("-o")
+            .arg(partial)
+            .env("LOCKET_COMPONENTIZE_PY", &tool);
+        command
+    })
+}
+
+/// `DIR/NAME-SUFFIX.wasm` beside the running binary, built from `script`
+/// by the command `build` makes (given the partial file to write) unless
+/// it is newer than the script and every one of `inputs`. The build writes
+/// a partial file of this process's own, renamed into place when done.
+fn built_plugin(
+    script: &Path,
+    dir: &str,
+    suffix: &str,
+    inputs: &[PathBuf],
+    build: impl FnOnce(&Path) -> Command,
+) -> anyhow::Result<PathBuf> {
     let name = script
         .file_stem()
         .context("the script has no name")?
@@ -480,37 +509,31 @@ pub fn python_script_plugin(script: &Path) -> anyhow::Result<PathBuf> {
     let out_dir = sibling_exe("x")
         .parent()
         .context("no directory beside the running binary")?
-        .join("python-guest");
+        .join(dir);
     std::fs::create_dir_all(&out_dir)?;
-    let wasm = out_dir.join(format!("{name}-py.wasm"));
-    let inputs = [
-        script.to_path_buf(),
-        root().join("guest-python/locket/__init__.py"),
-        root().join("guest-python/locket-py"),
-        root().join("wit/locket.wit"),
-    ];
-    let mut edited = std::time::SystemTime::UNIX_EPOCH;
-    for input in &inputs {
+    let wasm = out_dir.join(format!("{name}-{suffix}.wasm"));
+    let mut edited = std::fs::metadata(script)?.modified()?;
+    for input in inputs {
         edited = edited.max(std::fs::metadata(input)?.modified()?);
     }
     let built = std::fs::metadata(&wasm).and_then(|m| m.modified());
     if matches!(built, Ok(built) if built > edited) {
         return Ok(wasm);
     }
-    // A name of its own per process, so that test binaries building at
-    // once do not write over each other's partial output.
-    let partial = out_dir.join(format!("{name}-py.wasm.{}.partial", std::process::id()));
-    let status = Command::new("python3")
-        .arg(root().join("guest-python/locket-py"))
-        .arg("build")
-        .arg(script)
-        .arg("-o")
-        .arg(&partial)
-        .env("LOCKET_COMPONENTIZE_PY", &tool)
+    let partial = out_dir.join(format!(
+        "{name}-{suffix}.wasm.{}.partial",
+        std::process::id()
+    ));
+    let mut command = build(&partial);
+    let status = command
         .stdout(Stdio::null())
         .status()
-        .context("running guest-python/locket-py")?;
-    anyhow::ensure!(status.success(), "locket-py build failed: {status}");
+        .with_context(|| format!("running {command:?}"))?;
+    anyhow::ensure!(
+        status.success(),
+        "building {} failed: {status}",
+        script.display()
+    );
     std::fs::rename(&partial, &wasm)?;
     Ok(wasm)
 }
@@ -563,6 +586,54 @@ pub mod guests {
     pub const LEGACY: &str = env!("GUEST_LEGACY");
 }
 
+/// The plugin peer in JavaScript, `tests/peers/js-plugin/locker.js`, built
+/// by `guest-js/locket-js build` (componentize-js, with the JavaScript SDK)
+/// into `js-guest/locker-js.wasm` beside the running binary: once per change
+/// of its source, the SDK, the build command, the pinned packages or the
+/// WIT, and written whole under a temporary name first.
+///
+/// # Errors
+///
+/// If componentize-js is not installed (`./test.sh` installs it into
+/// `guest-js/node_modules`) or the build fails.
+pub fn js_plugin() -> anyhow::Result<PathBuf> {
+    js_script_plugin(&root().join("tests/peers/js-plugin/locker.js"))
+}
+
+/// A JavaScript module built into a plugin by `guest-js/locket-js build`, as
+/// [`js_plugin`] builds the peer: `js-guest/NAME.wasm` beside the running
+/// binary.
+///
+/// # Errors
+///
+/// If componentize-js is missing or the build fails.
+pub fn js_script_plugin(script: &Path) -> anyhow::Result<PathBuf> {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    anyhow::ensure!(
+        root()
+            .join("guest-js/node_modules/@bytecodealliance/componentize-js")
+            .exists(),
+        "componentize-js is needed (./test.sh installs it into guest-js/node_modules)"
+    );
+    let inputs = [
+        root().join("guest-js/locket.js"),
+        root().join("guest-js/locket-js"),
+        root().join("guest-js/package-lock.json"),
+        root().join("wit/locket.wit"),
+    ];
+    built_plugin(script, "js-guest", "js", &inputs, |partial| {
+        let mut command = Command::new("node");
+        command
+            .arg(root().join("guest-js/locket-js"))
+            .arg("build")
+            .arg(script)
+            .arg("-o")
+            .arg(partial);
+        command
+    })
+}
+
 /// The `locket-host` binary built beside the running test (`./test.sh`
 /// builds it, because the host crate has integration tests of its own).
 ///
@@ -600,6 +671,18 @@ pub fn output_with_input(command: &mut Command, input: &str) -> std::process::Ou
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// Runs `plugin` under `locket-host run` (no grants) with `args`, and
+/// `input` on its stdin; its output captured.
+///
+/// # Panics
+///
+/// As [`output_with_input`].
+#[must_use]
+pub fn run_plugin_with_input(plugin: &Path, args: &[&str], input: &str) -> std::process::Output {
+    let mut command = host_command(&[], &plugin.to_string_lossy(), args);
+    output_with_input(&mut command, input)
 }
 
 /// The number in the counter file `path`.
@@ -783,6 +866,22 @@ pub fn plugin_ends_and_frees(host_args: &[&str], then: &str, code: i32) -> Strin
     let mut command = host_command(&args, guests::LOCKER, &["/data/x.lock"]);
     let stderr_path = dir.path().join("stderr");
     command.stderr(std::fs::File::create(&stderr_path).unwrap());
+    #[cfg(unix)]
+    if then.starts_with("signal ") {
+        // A shell without job control starts `cmd &` with SIGINT ignored,
+        // and the host rightly keeps an ignored SIGINT ignored; the host
+        // under test gets the default, as from a terminal.
+        use std::os::unix::process::CommandExt;
+        // SAFETY: signal(2) is async-signal-safe, and only resets two
+        // dispositions in the child between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+    }
     let mut plugin = LineProcess::spawn(command).unwrap();
     plugin.ask("acquire", "acquired").unwrap();
     let mut waiter = LineProcess::native(&dir.path().join("x.lock")).unwrap();

@@ -1,8 +1,9 @@
 //! One conformance suite for every guest language: the same scenarios, run
-//! against the Rust guest (`locker.wasm`, the Rust SDK) and the Python guest
-//! (`locker-py.wasm`, the Python SDK built by `locket-py build`), each under
-//! the real `locket-host`, against native processes. Both speak the line
-//! protocol of `tests/peers/README.md`.
+//! against the Rust guest (`locker.wasm`, the Rust SDK), the Python guest
+//! (`locker-py.wasm`, the Python SDK built by `locket-py build`) and the
+//! JavaScript guest (`locker-js.wasm`, the JavaScript SDK built by
+//! `locket-js build`), each under the real `locket-host`, against native
+//! processes. All speak the line protocol of `tests/peers/README.md`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -14,9 +15,10 @@ use locket_tests::{LineProcess, PROMPT, grant, guests, host_command};
 enum Guest {
     Rust,
     Python,
+    JavaScript,
 }
 
-const GUESTS: [Guest; 2] = [Guest::Rust, Guest::Python];
+const GUESTS: [Guest; 3] = [Guest::Rust, Guest::Python, Guest::JavaScript];
 
 impl Guest {
     fn wasm(self) -> String {
@@ -24,6 +26,10 @@ impl Guest {
             Guest::Rust => guests::LOCKER.to_owned(),
             Guest::Python => locket_tests::python_plugin()
                 .expect("the Python plugin peer")
+                .display()
+                .to_string(),
+            Guest::JavaScript => locket_tests::js_plugin()
+                .expect("the JavaScript plugin peer")
                 .display()
                 .to_string(),
         }
@@ -40,11 +46,13 @@ impl Guest {
     }
 
     /// The line that makes the guest fail hard, and the exit code it gives:
-    /// a trap (a Rust panic), or an uncaught exception in Python.
+    /// a trap (a Rust panic), or an uncaught exception in Python or
+    /// JavaScript.
     fn crash(self) -> (&'static str, i32) {
         match self {
             Guest::Rust => ("trap", 134),
             Guest::Python => ("raise", 1),
+            Guest::JavaScript => ("throw", 1),
         }
     }
 }
@@ -196,7 +204,7 @@ fn exit_and_a_crash_while_holding_free_the_lock() {
 }
 
 #[test]
-fn a_mixed_counter_of_both_guests_and_native_processes_loses_no_update() {
+fn a_mixed_counter_of_every_guest_and_native_processes_loses_no_update() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("counter");
     std::fs::write(&data, "0\n").unwrap();
@@ -219,5 +227,5 @@ fn a_mixed_counter_of_both_guests_and_native_processes_loses_no_update() {
     for c in &mut natives {
         assert!(c.wait().unwrap().success());
     }
-    assert_eq!(locket_tests::read_number(&data), 4 * n, "lost updates");
+    assert_eq!(locket_tests::read_number(&data), 5 * n, "lost updates");
 }

@@ -92,10 +92,7 @@ fn a_script_written_for_locket_py_runs_unchanged_as_a_plugin() {
 fn a_script_plugin_has_argv_stdio_and_exit_codes_as_in_cpython() {
     let script = locket_tests::root().join("tests/peers/python-scripts/script.py");
     let wasm = locket_tests::python_script_plugin(&script).unwrap();
-    let run = |args: &[&str], input: &str| {
-        let mut command = locket_tests::host_command(&[], wasm.to_str().unwrap(), args);
-        locket_tests::output_with_input(&mut command, input)
-    };
+    let run = |args: &[&str], input: &str| locket_tests::run_plugin_with_input(&wasm, args, input);
     let out = run(&["3", "two words"], "hello\nworld\n");
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(

@@ -3,6 +3,7 @@
 
 pub mod etcd;
 pub mod handoff;
+pub mod languages;
 pub mod memory;
 pub mod startup;
 pub mod throughput;

@@ -44,7 +44,7 @@ pub fn small(dir: &Path, report: &mut String) -> anyhow::Result<()> {
 
 /// Milliseconds a whole `locket-host run` of `plugin` takes, with the cache
 /// in `cache` and no input or output.
-fn time_run(
+pub(crate) fn time_run(
     host_args: &[&str],
     plugin: &str,
     plugin_args: &[&str],

@@ -14,6 +14,7 @@ is a lock on the path given as the first argument; a line may start with
     drop                                 dropped
     handoff [MS]                         waiting, then at NS once acquired (released right after)
     increment DATA N                     incremented N: N rounds of acquire, add one to DATA, release
+    bench N [MS]                         bench NS: the mean ns of N acquire+release cycles, less an empty loop
     exit [CODE]                          exits with CODE (sys.exit)
     raise                                an uncaught exception (exit 1, with its traceback)
 
@@ -62,6 +63,19 @@ def increment(lock, data, n):
     return "incremented {0}".format(n)
 
 
+def bench(lock, n, timeout):
+    started = time.perf_counter_ns()
+    for _ in range(n):
+        lock.acquire(timeout=timeout)
+        lock.release()
+    spent = time.perf_counter_ns() - started
+    started = time.perf_counter_ns()
+    for _ in range(n):
+        pass
+    empty = time.perf_counter_ns() - started
+    return "bench {0}".format(max(spent - empty, 0) / max(n, 1))
+
+
 def answer(handles, words):
     handle = 0
     if words[0].startswith("#"):
@@ -103,6 +117,8 @@ def answer(handles, words):
         return "at {0}".format(at)
     if command == "increment":
         return increment(lock, rest[0], int(rest[1]))
+    if command == "bench":
+        return bench(lock, int(rest[0]), seconds(rest[1:]))
     return "error: unknown-command: {0!r}".format(command)
 
 
