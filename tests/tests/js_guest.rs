@@ -8,7 +8,7 @@ use locket_tests::{grant, host_command, js_script_plugin, native_incrementer, re
 
 #[test]
 fn a_js_counter_shares_a_counter_with_native_processes() {
-    let wasm = js_script_plugin(&root().join("tests/peers/js-scripts/counter.js")).unwrap();
+    let wasm = js_script_plugin(&root().join("examples/counter-js/counter.js")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("counter");
     std::fs::write(&data, "0\n").unwrap();

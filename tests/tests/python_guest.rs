@@ -43,7 +43,7 @@ fn a_componentize_py_plugin_locks_beside_native_processes() {
 /// counter with no lost update.
 #[test]
 fn a_script_written_for_locket_py_runs_unchanged_as_a_plugin() {
-    let script = locket_tests::root().join("tests/peers/python-scripts/counter.py");
+    let script = locket_tests::root().join("examples/counter-py/counter.py");
     let wasm = locket_tests::python_script_plugin(&script).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (lock, data) = (dir.path().join("c.lock"), dir.path().join("counter"));
