@@ -82,7 +82,7 @@ function lockError(thrown, path) {
 
 /** The WIT timeout (nanoseconds, a u64) for one in milliseconds. */
 function nanoseconds(ms) {
-  if (ms === undefined || ms === null) {
+  if (ms === undefined || ms === null || ms === Infinity) {
     return undefined;
   }
   const n = Number(ms);
@@ -92,9 +92,34 @@ function nanoseconds(ms) {
   if (n <= 0) {
     return 0n;
   }
+  if (!Number.isFinite(n) || n >= 1.8e13) {
+    return (1n << 64n) - 1n;
+  }
   const ns = BigInt(Math.floor(n * 1e6));
   const max = (1n << 64n) - 1n;
   return ns > max ? max : ns;
+}
+
+/**
+ * Options as given: an object, a bare number of milliseconds (taken as the
+ * timeout), or nothing.
+ */
+function optionsOf(options) {
+  if (options === undefined || options === null) {
+    return {};
+  }
+  if (typeof options === "number") {
+    return { timeout: options };
+  }
+  if (typeof options !== "object") {
+    throw new TypeError(`options must be an object or a timeout in milliseconds, not ${options}`);
+  }
+  return options;
+}
+
+/** Whether `value` is a promise, or another thenable. */
+function isThenable(value) {
+  return value !== null && (typeof value === "object" || typeof value === "function") && typeof value.then === "function";
 }
 
 /** A lock on one file (or etcd name), as `lockFile` returns it. */
@@ -103,9 +128,9 @@ export class Lock {
   #path;
   #timeout;
 
-  constructor(path, { timeout } = {}) {
+  constructor(path, options) {
     this.#path = path;
-    this.#timeout = timeout;
+    this.#timeout = optionsOf(options).timeout;
     try {
       this.#handle = witLockFile(path);
     } catch (e) {
@@ -123,7 +148,8 @@ export class Lock {
    * the one given to `lockFile`. Throws TimeoutError when it is held
    * elsewhere for the whole timeout.
    */
-  acquire({ timeout = this.#timeout, shared = false } = {}) {
+  acquire(options) {
+    const { timeout = this.#timeout, shared = false } = optionsOf(options);
     const wait = nanoseconds(timeout);
     try {
       if (shared) {
@@ -137,7 +163,8 @@ export class Lock {
   }
 
   /** Takes a shared (reader) lock. */
-  acquireShared({ timeout = this.#timeout } = {}) {
+  acquireShared(options) {
+    const { timeout = this.#timeout } = optionsOf(options);
     this.acquire({ timeout, shared: true });
   }
 
@@ -171,7 +198,7 @@ export class Lock {
    * `fn` throws. If `fn` returns a promise, the lock is released once it
    * settles. Returns what `fn` returns.
    */
-  withLock(fn, options = {}) {
+  withLock(fn, options) {
     this.acquire(options);
     let result;
     try {
@@ -180,8 +207,8 @@ export class Lock {
       this.release();
       throw e;
     }
-    if (result && typeof result.then === "function") {
-      return result.finally(() => this.release());
+    if (isThenable(result)) {
+      return Promise.resolve(result).finally(() => this.release());
     }
     this.release();
     return result;
@@ -206,18 +233,28 @@ export class Lock {
  * uses by default: undefined waits, 0 tries once. Takes no lock and touches
  * no file; a path the host refuses outright throws a LockError here.
  */
-export function lockFile(path, options = {}) {
+export function lockFile(path, options) {
   return new Lock(path, options);
 }
 
-/** Runs `fn` under the lock on `path`, released in `finally`. */
+/**
+ * Runs `fn` under the lock on `path`, released in `finally` (after a
+ * returned promise settles), and closes the lock.
+ */
 export function withLock(path, options, fn) {
   const lock = lockFile(path, options);
+  let result;
   try {
-    return lock.withLock(fn, options);
-  } finally {
+    result = lock.withLock(fn, options);
+  } catch (e) {
     lock.close();
+    throw e;
   }
+  if (isThenable(result)) {
+    return result.finally(() => lock.close());
+  }
+  lock.close();
+  return result;
 }
 
 /** The lines of stdin, read as they come (a plugin has no `process`). */

@@ -64,6 +64,9 @@ Where it differs from locket.py, and why:
   every grant) is refused by ``lock_file`` itself.
 """
 
+import math
+import os
+
 from componentize_py_types import Err
 from wit_world.imports import locket as _wit
 
@@ -122,6 +125,8 @@ class LockIOError(LockError):
 def _error(err, path, releasing=False):
     """The ``LockError`` for a WIT error value."""
     value = err.value if isinstance(err, Err) else err
+    if releasing and isinstance(value, _wit.Error_Io):
+        return LockIOError("Couldn't release {0}: {1}".format(path, value.value))
     if isinstance(value, _wit.Error_Timeout):
         return Timeout("Couldn't lock {0}".format(path))
     if isinstance(value, _wit.Error_NotLocked):
@@ -136,19 +141,26 @@ def _error(err, path, releasing=False):
     if isinstance(value, _wit.Error_InvalidPath):
         return InvalidPath("Couldn't lock {0}: {1}".format(path, value.value))
     if isinstance(value, _wit.Error_Limit):
-        return TooManyLocks("Couldn't lock {0}: too many locks".format(path))
+        return TooManyLocks(
+            "Couldn't lock {0}: too many locks (del some lock objects first)".format(path)
+        )
     if isinstance(value, _wit.Error_Io):
         return LockIOError("Couldn't lock {0}: {1}".format(path, value.value))
     return LockError("Couldn't lock {0}: {1!r}".format(path, value))
 
 
 def _nanoseconds(timeout):
-    """The WIT timeout for a timeout in seconds: None waits, 0 tries once."""
+    """The WIT timeout for a timeout in seconds: None waits, 0 (or less)
+    tries once. As in locket.py, a timeout that never runs out (infinity,
+    NaN, one too large for a float) waits as long as it takes."""
     if timeout is None:
         return None
-    seconds = float(timeout)
-    if seconds != seconds:  # NaN
-        raise ValueError("timeout must be a number of seconds or None, not NaN")
+    try:
+        seconds = float(timeout)
+    except OverflowError:
+        return None
+    if math.isnan(seconds) or math.isinf(seconds) and seconds > 0:
+        return None
     if seconds <= 0:
         return 0
     return min(int(seconds * 1_000_000_000), _U64_MAX)
@@ -162,6 +174,8 @@ class Lock(object):
     owns what it acquires; dropping the object releases it too."""
 
     def __init__(self, path, timeout=None, retry_period=None):
+        # Any path open() takes, as in locket.py: str, bytes, os.PathLike.
+        path = os.fsdecode(os.fspath(path))
         self._path = path
         self._timeout = timeout
         # Accepted for locket.py's sake; the host never polls.

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use locket_tests::{LineProcess, PROMPT, grant, guests, host_command};
 
@@ -38,7 +39,15 @@ impl Guest {
     /// The plugin, with `dir` granted as `/data` and handle 0 on
     /// `/data/x.lock`, its stderr in `dir/NAME.stderr`.
     fn start(self, dir: &Path) -> LineProcess {
-        let mut command = host_command(&[&grant(dir)], &self.wasm(), &["/data/x.lock"]);
+        self.start_with(dir, &[])
+    }
+
+    /// The same, with `host_args` for `locket-host run` too.
+    fn start_with(self, dir: &Path, host_args: &[&str]) -> LineProcess {
+        let grant = grant(dir);
+        let mut args = vec![grant.as_str()];
+        args.extend_from_slice(host_args);
+        let mut command = host_command(&args, &self.wasm(), &["/data/x.lock"]);
         let stderr = dir.join(format!("{self:?}.stderr"));
         command.stderr(std::fs::File::create(stderr).unwrap());
         // A first run of the large Python plugin compiles it; give it time.
@@ -114,10 +123,25 @@ fn timeout_zero_tries_once_and_a_timeout_expires() {
         let mut peer = native(dir);
         peer.ask("acquire", "acquired").unwrap();
         plugin.ask("acquire 0", "error: timeout").unwrap();
-        plugin.ask("acquire 200", "error: timeout").unwrap();
-        plugin.ask("acquire-shared 200", "error: timeout").unwrap();
+        // A timeout is in the SDK's own unit (ms here): it waits that long,
+        // never less, before it gives up.
+        for request in ["acquire 300", "acquire-shared 300"] {
+            let started = Instant::now();
+            plugin.ask(request, "error: timeout").unwrap();
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_millis(300),
+                "{request} gave up after {waited:?}"
+            );
+        }
         plugin.ask("is-locked", "false").unwrap();
+        // A longer timeout outlasts a holder that lets go before it ends.
+        plugin.send("acquire 20000").unwrap();
+        locket_tests::wait_for_waiters(&dir.join("x.lock"), 1).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
         peer.ask("release", "released").unwrap();
+        assert_eq!(plugin.line_within(PROMPT).unwrap(), "acquired");
+        plugin.ask("release", "released").unwrap();
         plugin.ask("acquire 0", "acquired").unwrap();
     });
 }
@@ -183,7 +207,30 @@ fn the_sandbox_refuses_paths_outside_the_grants() {
         std::fs::create_dir(dir.join("sub")).unwrap();
         plugin.ask("open /data/sub", "opened 1").unwrap();
         plugin.ask("#1 acquire", "error: invalid-path").unwrap();
-        assert!(!Path::new("/etc/passwd.lock").exists());
+        // A symlink that leads out of the grant is refused at the acquire.
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("escaped.lock"), dir.join("link.lock"))
+            .unwrap();
+        plugin.ask("open /data/link.lock", "opened 2").unwrap();
+        plugin.ask("#2 acquire", "error: access-denied").unwrap();
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "made a file outside"
+        );
+        let mut made: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        made.sort();
+        assert_eq!(
+            made,
+            [
+                format!("{guest:?}.stderr"),
+                "link.lock".into(),
+                "sub".into()
+            ]
+        );
     });
 }
 
@@ -200,6 +247,21 @@ fn exit_and_a_crash_while_holding_free_the_lock() {
             assert_eq!(plugin.wait().unwrap().code(), Some(code), "after {line:?}");
             peer.ask("acquire 0", "acquired").unwrap();
         }
+    });
+}
+
+#[test]
+fn a_trap_while_holding_frees_the_lock() {
+    // The host's memory cap turns a guest that allocates without bound into
+    // a trap, whatever its language.
+    for_each_guest(|guest, dir| {
+        let mut plugin = guest.start_with(dir, &["--max-memory=256M"]);
+        plugin.ask("acquire", "acquired").unwrap();
+        plugin.send("alloc").unwrap();
+        assert_eq!(plugin.wait().unwrap().code(), Some(134));
+        native(dir).ask("acquire 0", "acquired").unwrap();
+        let stderr = std::fs::read_to_string(dir.join(format!("{guest:?}.stderr"))).unwrap();
+        assert!(stderr.contains("memory limit"), "{stderr}");
     });
 }
 

@@ -108,6 +108,12 @@ fn a_script_plugin_has_argv_stdio_and_exit_codes_as_in_cpython() {
         stderr.contains("Traceback") && stderr.contains("ValueError: raised on purpose"),
         "{stderr}"
     );
+    // SystemExit's other values, as CPython maps them (a bool is an int).
+    for (arg, code) in [("none", 0), ("false", 0), ("true", 1), ("huge", 255)] {
+        let out = run(&[arg], "");
+        assert_eq!(out.status.code(), Some(code), "sys.exit({arg})");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "sys.exit({arg})");
+    }
     let out = run(&["message"], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a message for stderr"));

@@ -17,6 +17,7 @@
 //     bench N [MS]                         bench NS: the mean ns of N acquire+release cycles, less an empty loop
 //     exit [CODE]                          exits with CODE
 //     throw                                an uncaught error (exit 1, with its stack)
+//     alloc                                allocates memory, a MiB at a time, forever (a trap under --max-memory)
 //
 // Build:  guest-js/locket-js build tests/peers/js-plugin/locker.js -o locker-js.wasm
 // Run:    locket-host run --dir .::/data locker-js.wasm /data/x.lock
@@ -85,6 +86,14 @@ function answer(handles, words) {
   }
   if (command === "throw") {
     throw new Error("throw requested");
+  }
+  if (command === "alloc") {
+    const kept = [];
+    for (;;) {
+      const chunk = new Uint8Array(1 << 20);
+      chunk.fill(1);
+      kept.push(chunk);
+    }
   }
   const lock = handles[handle];
   if (!lock) {

@@ -17,6 +17,7 @@ is a lock on the path given as the first argument; a line may start with
     bench N [MS]                         bench NS: the mean ns of N acquire+release cycles, less an empty loop
     exit [CODE]                          exits with CODE (sys.exit)
     raise                                an uncaught exception (exit 1, with its traceback)
+    alloc                                allocates memory, a MiB at a time, forever (a trap under --max-memory)
 
 Build:  guest-python/locket-py build tests/peers/python-plugin/locker.py -o locker-py.wasm
 Run:    locket-host run --dir .::/data locker-py.wasm /data/x.lock
@@ -89,6 +90,10 @@ def answer(handles, words):
         sys.exit(int(rest[0]) if rest else 0)
     if command == "raise":
         raise RuntimeError("raise requested")
+    if command == "alloc":
+        kept = []
+        while True:
+            kept.append(bytearray(1 << 20))
     if handle >= len(handles) or handles[handle] is None:
         return "error: no handle #{0}".format(handle)
     lock = handles[handle]
