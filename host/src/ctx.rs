@@ -117,9 +117,9 @@ pub struct DeadlineExceeded;
 #[derive(Debug)]
 pub struct LockHandle {
     pub(crate) kind: Kind,
-    /// Whether the guest's last acquire succeeded and it has not released
-    /// since, so that a lock found not held was lost.
-    pub(crate) holding: AtomicBool,
+    /// For an etcd lock: whether the guest's last acquire succeeded and it
+    /// has not released since, so that a lock found not held was lost.
+    holding: AtomicBool,
     /// The instance's count of lost locks.
     lost: Arc<AtomicU64>,
 }
@@ -148,33 +148,37 @@ impl LockHandle {
         }
     }
 
-    /// Counts a lock that the guest held and that is no longer held
-    /// although the guest never released it: lost with its lease.
+    /// Counts an etcd lock that the guest held and that is no longer held
+    /// although the guest never released it: lost with its lease. (A file
+    /// lock cannot be lost, so file handles skip this on every call.)
     pub(crate) fn notice_loss(&self) {
-        if self.holding.load(Ordering::Acquire)
-            && !self.locked_now()
+        if let Kind::Etcd(lock) = &self.kind
+            && self.holding.load(Ordering::Acquire)
+            && !lock.is_locked()
             && self.holding.swap(false, Ordering::AcqRel)
         {
             self.lost.fetch_add(1, Ordering::Relaxed);
-            if let Kind::Etcd(lock) = &self.kind {
-                tracing::warn!(
-                    name = lock.name(),
-                    "the plugin's etcd lock was lost with its lease"
-                );
-            }
+            tracing::warn!(
+                name = lock.name(),
+                "the plugin's etcd lock was lost with its lease"
+            );
         }
     }
 
-    pub(crate) fn locked_now(&self) -> bool {
-        match &self.kind {
-            Kind::File(lock) => lock.is_locked(),
-            Kind::Etcd(lock) => lock.is_locked(),
+    /// Notes what an acquire or release left this handle holding, for
+    /// [`notice_loss`](Self::notice_loss): only etcd locks need it.
+    pub(crate) fn note_holding(&self) {
+        if let Kind::Etcd(lock) = &self.kind {
+            self.holding.store(lock.is_locked(), Ordering::Release);
         }
     }
 
     pub(crate) fn is_locked(&self) -> bool {
         self.notice_loss();
-        self.locked_now()
+        match &self.kind {
+            Kind::File(lock) => lock.is_locked(),
+            Kind::Etcd(lock) => lock.is_locked(),
+        }
     }
 
     /// The fencing token of an etcd lock while it holds; `None` for a file

@@ -4,7 +4,6 @@
 //! handle's acquires and release, with each backend's errors mapped to the
 //! WIT `error` variant (here, not in `ctx.rs`, which the bindings import).
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use locket::Mode;
@@ -283,7 +282,7 @@ impl LockHandle {
 
     fn acquired(&self, result: Result<(), WitError>) -> Result<(), WitError> {
         if result.is_ok() {
-            self.holding.store(true, Ordering::Release);
+            self.note_holding();
         }
         result
     }
@@ -297,7 +296,7 @@ impl LockHandle {
         // Whatever the outcome, what the handle holds now is what counts:
         // a release that failed to reach the cluster held nothing after it,
         // and that is no loss.
-        self.holding.store(self.locked_now(), Ordering::Release);
+        self.note_holding();
         result
     }
 }

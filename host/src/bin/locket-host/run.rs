@@ -151,18 +151,16 @@ fn connect(args: &RunArgs) -> anyhow::Result<Sessions> {
     let mut clusters: Vec<(String, Connect)> = Vec::new();
     for l in &args.locks {
         let key = l.address.cluster.to_string();
-        let at = match clusters.iter().position(|(k, _)| *k == key) {
-            Some(at) => at,
+        let connect = match clusters.iter().position(|(k, _)| *k == key) {
+            Some(at) => clusters.remove(at).1,
             None => {
-                let mut connect = Connect::new(l.address.cluster.clone()).from_env()?;
-                if let Some(ttl) = args.lease_ttl {
-                    connect = connect.lease_ttl(ttl);
+                let connect = Connect::new(l.address.cluster.clone()).from_env()?;
+                match args.lease_ttl {
+                    Some(ttl) => connect.lease_ttl(ttl),
+                    None => connect,
                 }
-                clusters.push((key, connect));
-                clusters.len() - 1
             }
         };
-        let (key, connect) = clusters.swap_remove(at);
         clusters.push((key, connect.check_access(l.address.name.clone())));
     }
     clusters
