@@ -331,11 +331,7 @@ impl Shared {
         // and revokes it itself.
         if *self.closed.borrow() {
             lease.end();
-            let id = lease.id;
-            let bound = Some(Instant::now() + CLOSE_BOUND);
-            let _ = self
-                .call(bound, |mut c| async move { c.lease_revoke(id).await })
-                .await;
+            let _ = self.revoke(lease.id).await;
             return Err(Error::Closed);
         }
         self.handle
@@ -345,13 +341,19 @@ impl Shared {
             // queue until it expired.
             let id = old.id;
             self.in_background(move |shared| async move {
-                let bound = Some(Instant::now() + CLOSE_BOUND);
-                let _ = shared
-                    .call(bound, |mut c| async move { c.lease_revoke(id).await })
-                    .await;
+                let _ = shared.revoke(id).await;
             });
         }
         Ok(lease)
+    }
+
+    /// Revokes the lease `id`, which deletes every key on it, trying for
+    /// [`CLOSE_BOUND`] at most.
+    async fn revoke(&self, id: i64) -> Result<(), Error> {
+        let bound = Some(Instant::now() + CLOSE_BOUND);
+        self.call(bound, |mut c| async move { c.lease_revoke(id).await })
+            .await
+            .map(drop)
     }
 
     /// Resolves once the session is closing.
@@ -650,11 +652,7 @@ impl Shared {
         {
             lease.end();
             let id = lease.id;
-            let bound = Some(Instant::now() + CLOSE_BOUND);
-            let revoked = self
-                .call(bound, |mut c| async move { c.lease_revoke(id).await })
-                .await;
-            if let Err(e) = revoked
+            if let Err(e) = self.revoke(id).await
                 && !e.to_string().contains("not found")
             {
                 tracing::warn!(
