@@ -49,29 +49,13 @@ fn a_smoke_run_reports_every_section_and_loses_no_update() {
         assert!(report.contains(row), "no {row:?} row in:\n{report}");
     }
     // Every throughput row ends with its lost updates, which must be 0.
-    let section = report.split("## Throughput and fairness").nth(1).unwrap();
-    let section = section.split("\n## ").next().unwrap();
-    let rows: Vec<&str> = section
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| N "))
-        .collect();
-    assert!(rows.len() >= 4, "too few throughput rows:\n{section}");
-    for row in rows {
-        let lost = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
-        assert_eq!(lost, "0", "lost updates in {row}");
-    }
+    let rows = table_rows(&report, "## Throughput and fairness", "| N ");
+    assert!(rows.len() >= 4, "too few throughput rows:\n{rows:#?}");
+    no_lost_updates(&rows);
     // The same for the etcd throughput rows.
-    let section = report.split("### Throughput, 8 contenders").nth(1).unwrap();
-    let section = section.split("\n## ").next().unwrap();
-    let rows: Vec<&str> = section
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| contenders "))
-        .collect();
-    assert_eq!(rows.len(), 2, "etcd throughput rows:\n{section}");
-    for row in rows {
-        let lost = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
-        assert_eq!(lost, "0", "lost updates in {row}");
-    }
+    let rows = table_rows(&report, "### Throughput, 8 contenders", "| contenders ");
+    assert_eq!(rows.len(), 2, "etcd throughput rows:\n{rows:#?}");
+    no_lost_updates(&rows);
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg"), "not an SVG");
     assert_eq!(
@@ -79,4 +63,23 @@ fn a_smoke_run_reports_every_section_and_loses_no_update() {
         8,
         "one curve per waiter kind"
     );
+}
+
+/// The rows of the table under `heading` (up to the next `## ` section),
+/// less its header row, which starts with `header`.
+fn table_rows<'a>(report: &'a str, heading: &str, header: &str) -> Vec<&'a str> {
+    let section = report.split(heading).nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with(header))
+        .collect()
+}
+
+/// Checks that each throughput row's last cell, its lost updates, is 0.
+fn no_lost_updates(rows: &[&str]) {
+    for row in rows {
+        let lost = row.trim_end_matches('|').rsplit('|').next().unwrap().trim();
+        assert_eq!(lost, "0", "lost updates in {row}");
+    }
 }

@@ -1,14 +1,13 @@
 //! The host library, embedded in this process: several instances, one engine.
 
+mod common;
+
 use std::sync::Arc;
 
-use locket_host::{Access, Grants, LocketCtx, PluginState};
+use locket_host::{Access, Grants, PluginState};
 use locket_tests::guests;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::p2::bindings::sync::Command;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::{I32Exit, WasiCtx};
 
 struct Host {
     engine: Engine,
@@ -37,21 +36,14 @@ impl Host {
     /// Runs the locker plugin on `input` in a new store and returns the store
     /// (still holding whatever the guest did not release) and its output.
     fn run(&self, input: &str) -> (Store<PluginState>, String) {
-        let stdout = MemoryOutputPipe::new(64 * 1024);
-        let mut wasi = WasiCtx::builder();
-        wasi.stdin(MemoryInputPipe::new(input.to_owned()))
-            .stdout(stdout.clone())
-            .args(&["locker.wasm", "/data/x.lock"]);
-        self.grants.add_to_wasi(&mut wasi).unwrap();
-        let state = PluginState::new(wasi.build(), LocketCtx::new(Arc::clone(&self.grants)));
-        let mut store = Store::new(&self.engine, state);
-        let command = Command::instantiate(&mut store, &self.locker, &self.linker).unwrap();
-        match command.wasi_cli_run().call_run(&mut store) {
-            Ok(_) => {}
-            Err(e) => assert_eq!(e.downcast_ref::<I32Exit>().map(|e| e.0), Some(0), "{e:?}"),
-        }
-        let output = String::from_utf8(stdout.contents().to_vec()).unwrap();
-        (store, output)
+        common::run_locker(
+            &self.engine,
+            &self.linker,
+            &self.locker,
+            &self.grants,
+            "/data/x.lock",
+            input,
+        )
     }
 }
 

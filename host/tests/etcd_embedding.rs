@@ -4,51 +4,22 @@
 //! is open would hold that lock in the child until it execs.)
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::sync::Arc;
 
-use locket_etcd::{Address, Connect};
-use locket_host::{Grants, LocketCtx, PluginState};
+use locket_host::Grants;
 use locket_tests::etcd::EtcdCluster;
 use locket_tests::guests;
+use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store};
-use wasmtime_wasi::p2::bindings::sync::Command;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::{I32Exit, WasiCtx};
-
-/// Runs the locker plugin on `input`, handle 0 on `/cluster/x`, in a new
-/// store, and returns the store (holding what the guest did not release)
-/// and the plugin's output.
-fn run(
-    engine: &Engine,
-    linker: &Linker<PluginState>,
-    locker: &Component,
-    grants: &Arc<Grants>,
-    input: &str,
-) -> (Store<PluginState>, String) {
-    let stdout = MemoryOutputPipe::new(64 * 1024);
-    let mut wasi = WasiCtx::builder();
-    wasi.stdin(MemoryInputPipe::new(input.to_owned()))
-        .stdout(stdout.clone())
-        .args(&["locker.wasm", "/cluster/x"]);
-    let state = PluginState::new(wasi.build(), LocketCtx::new(Arc::clone(grants)));
-    let mut store = Store::new(engine, state);
-    let command = Command::instantiate(&mut store, locker, linker).unwrap();
-    match command.wasi_cli_run().call_run(&mut store) {
-        Ok(_) => {}
-        Err(e) => assert_eq!(e.downcast_ref::<I32Exit>().map(|e| e.0), Some(0), "{e:?}"),
-    }
-    let output = String::from_utf8(stdout.contents().to_vec()).unwrap();
-    (store, output)
-}
 
 /// Instances that share one etcd session, and so one lease, still exclude
 /// each other: every acquire has a key of its own.
 #[test]
 fn two_instances_sharing_one_etcd_session_exclude_each_other() {
     let cluster = EtcdCluster::start(1).unwrap();
-    let address = Address::parse(&cluster.address("x")).unwrap();
-    let session = Connect::new(address.cluster).session().unwrap();
+    let session = cluster.session();
     let mut grants = Grants::new();
     grants
         .grant_locks(&session, "embedded", "/cluster")
@@ -59,7 +30,8 @@ fn two_instances_sharing_one_etcd_session_exclude_each_other() {
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
     locket_host::add_to_linker(&mut linker).unwrap();
     let locker = Component::from_file(&engine, guests::LOCKER).unwrap();
-    let go = |input: &str| run(&engine, &linker, &locker, &grants, input);
+    let go =
+        |input: &str| common::run_locker(&engine, &linker, &locker, &grants, "/cluster/x", input);
 
     // `exit 0` ends the guest without dropping its handle: the store holds it.
     let (holder, out) = go("acquire\nexit 0\n");

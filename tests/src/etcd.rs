@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::timing::PROMPT;
+
 /// How long a cluster may take to become healthy on a loaded machine.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -232,6 +234,20 @@ impl EtcdCluster {
         format!("{scheme}://{}/{name}", self.endpoints())
     }
 
+    /// A session on this cluster with a 5 s lease, as the tests use.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot connect.
+    #[must_use]
+    pub fn session(&self) -> locket_etcd::Session {
+        let address = locket_etcd::Address::parse(&self.address("x")).expect("our own address");
+        locket_etcd::Connect::new(address.cluster)
+            .lease_ttl(Duration::from_secs(5))
+            .session()
+            .expect("a session")
+    }
+
     /// The TLS files, for a cluster started with [`start_tls`](Self::start_tls).
     #[must_use]
     pub fn tls(&self) -> Option<&TlsFiles> {
@@ -385,6 +401,33 @@ impl EtcdCluster {
         self.ctl(&["auth", "enable"])?;
         Ok(())
     }
+}
+
+/// Waits until `n` keys are queued for the lock `name`, at most
+/// [`PROMPT`].
+///
+/// # Panics
+///
+/// When they are not, or the cluster cannot be read.
+pub fn wait_for_queue(session: &locket_etcd::Session, name: &str, n: usize) {
+    let until = Instant::now() + PROMPT;
+    while session.holders(name).unwrap().len() < n {
+        assert!(Instant::now() < until, "{n} keys never queued");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The token of a `token N` line (what `locket lock` scripts and the
+/// plugin peer print).
+///
+/// # Panics
+///
+/// When the line is not one.
+#[must_use]
+pub fn token_of(line: &str) -> u64 {
+    line.strip_prefix("token ")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("not a token line: {line:?}"))
 }
 
 impl Drop for EtcdCluster {

@@ -21,9 +21,8 @@ use anyhow::{Context, bail};
 #[cfg(target_os = "linux")]
 pub mod etcd;
 
-/// How long a test waits for an answer that should come promptly. It is a
-/// generous upper bound for a loaded 2-core machine, not a speed claim.
-pub const PROMPT: Duration = Duration::from_secs(10);
+mod timing;
+pub use timing::PROMPT;
 
 /// A child process that reads commands on stdin and answers one line each.
 pub struct LineProcess {
@@ -466,10 +465,6 @@ pub fn python_plugin() -> anyhow::Result<PathBuf> {
 ///
 /// If componentize-py is missing or the build fails.
 pub fn python_script_plugin(script: &Path) -> anyhow::Result<PathBuf> {
-    /// One build at a time in this process: tests that need the same
-    /// plugin at once wait for one build rather than make it twice.
-    static BUILDING: Mutex<()> = Mutex::new(());
-    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let tool = componentize_py()
         .context("componentize-py is needed (./test.sh installs it into .venv)")?;
     let inputs = [
@@ -501,6 +496,10 @@ fn built_plugin(
     inputs: &[PathBuf],
     build: impl FnOnce(&Path) -> Command,
 ) -> anyhow::Result<PathBuf> {
+    /// One build at a time in this process: tests that need the same
+    /// plugin at once wait for one build rather than make it twice.
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let name = script
         .file_stem()
         .context("the script has no name")?
@@ -608,8 +607,6 @@ pub fn js_plugin() -> anyhow::Result<PathBuf> {
 ///
 /// If componentize-js is missing or the build fails.
 pub fn js_script_plugin(script: &Path) -> anyhow::Result<PathBuf> {
-    static BUILDING: Mutex<()> = Mutex::new(());
-    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     anyhow::ensure!(
         root()
             .join("guest-js/node_modules/@bytecodealliance/componentize-js")

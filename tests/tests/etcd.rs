@@ -8,21 +8,13 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use locket_etcd::{Address, Connect, Error, LockGroup, Mode, Session};
-use locket_tests::etcd::EtcdCluster;
+use locket_tests::etcd::{EtcdCluster, token_of, wait_for_queue};
 use locket_tests::{LineProcess, PROMPT, locket_exe};
-
-fn session(cluster: &EtcdCluster) -> Session {
-    let address = Address::parse(&cluster.address("x")).unwrap();
-    Connect::new(address.cluster)
-        .lease_ttl(Duration::from_secs(5))
-        .session()
-        .expect("a session")
-}
 
 #[test]
 fn exclusive_and_shared_semantics_across_sessions() {
     let cluster = EtcdCluster::start(3).unwrap();
-    let (a, b) = (session(&cluster), session(&cluster));
+    let (a, b) = (cluster.session(), cluster.session());
     let la = a.lock("ns/one").unwrap();
     let lb = b.lock("ns/one").unwrap();
 
@@ -76,19 +68,10 @@ fn exclusive_and_shared_semantics_across_sessions() {
     assert_eq!(a.holders("ns/one").unwrap().len(), 1);
 }
 
-/// Waits until `n` keys are queued for `name`.
-fn wait_for_queue(session: &Session, name: &str, n: usize) {
-    let until = std::time::Instant::now() + PROMPT;
-    while session.holders(name).unwrap().len() < n {
-        assert!(std::time::Instant::now() < until, "{n} keys never queued");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn handles_of_one_session_exclude_each_other_and_groups_detect_deadlock() {
     let cluster = EtcdCluster::start(3).unwrap();
-    let s = session(&cluster);
+    let s = cluster.session();
     let one = s.lock("same").unwrap();
     let two = s.lock("same").unwrap();
     one.acquire().unwrap();
@@ -115,7 +98,7 @@ fn handles_of_one_session_exclude_each_other_and_groups_detect_deadlock() {
 
     // Closing the session frees what its handles hold at once (the lease is
     // revoked, not left to expire), and nothing more can be acquired on it.
-    let other = session(&cluster);
+    let other = cluster.session();
     let waiter = other.lock("same").unwrap();
     assert!(matches!(
         waiter.acquire_with(Mode::Exclusive, Some(Duration::ZERO)),
@@ -137,7 +120,7 @@ fn handles_of_one_session_exclude_each_other_and_groups_detect_deadlock() {
 #[test]
 fn names_are_checked() {
     let cluster = EtcdCluster::start(1).unwrap();
-    let s = session(&cluster);
+    let s = cluster.session();
     for bad in ["", "../x", "/abs", "a\0b", &"n".repeat(300)] {
         assert!(
             matches!(s.lock(bad), Err(Error::InvalidName { .. })),
@@ -149,7 +132,7 @@ fn names_are_checked() {
 #[test]
 fn many_threads_count_without_lost_updates() {
     let cluster = EtcdCluster::start(3).unwrap();
-    let s = session(&cluster);
+    let s = cluster.session();
     let counter = Arc::new(std::sync::Mutex::new((0u32, false)));
     let start = Arc::new(Barrier::new(4));
     std::thread::scope(|scope| {
@@ -220,7 +203,7 @@ fn wait_for_waiter(session: &Session, name: &str, n: usize) {
 #[test]
 fn etcdctl_lock_and_ours_exclude_each_other_both_ways() {
     let cluster = EtcdCluster::start(3).unwrap();
-    let s = session(&cluster);
+    let s = cluster.session();
     for mode in [Mode::Exclusive, Mode::Shared] {
         // Ours holds: etcdctl waits, and gets it on release.
         let ours = s.lock("interop").unwrap();
@@ -264,16 +247,10 @@ fn locket_holder(cluster: &EtcdCluster, name: &str, ttl: &str, then: &str) -> Li
     LineProcess::spawn_within(cmd, PROMPT * 3).expect("locket lock etcd://")
 }
 
-fn token_of(line: &str) -> u64 {
-    line.strip_prefix("token ")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("not a token line: {line:?}"))
-}
-
 #[test]
 fn a_killed_holder_is_freed_by_its_lease() {
     let cluster = EtcdCluster::start(3).unwrap();
-    let s = session(&cluster);
+    let s = cluster.session();
     let mut holder = locket_holder(&cluster, "crash", "2s", "exec sleep 1000");
     let t1 = token_of(&holder.line_within(PROMPT).unwrap());
     let lock = s.lock("crash").unwrap();
@@ -293,7 +270,7 @@ fn a_killed_holder_is_freed_by_its_lease() {
 #[test]
 fn a_paused_holder_loses_its_lock_and_its_stale_write_is_fenced() {
     let cluster = EtcdCluster::start(3).unwrap();
-    let s = session(&cluster);
+    let s = cluster.session();
     // The holder reports its token, waits for a line, then tries its write.
     let mut holder = locket_holder(
         &cluster,
@@ -479,7 +456,7 @@ fn a_counter_survives_the_leader_being_killed() {
 #[test]
 fn without_quorum_acquires_fail_clearly_and_hold_again_once_it_returns() {
     let mut cluster = EtcdCluster::start(3).unwrap();
-    let s = session(&cluster);
+    let s = cluster.session();
     let lock = s.lock("quorum").unwrap();
     lock.acquire_with(Mode::Exclusive, Some(PROMPT)).unwrap();
     lock.release().unwrap();

@@ -8,17 +8,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use locket_etcd::{Address, Connect, Error, Mode, Session};
-use locket_tests::etcd::EtcdCluster;
+use locket_etcd::{Error, Mode};
+use locket_tests::etcd::{EtcdCluster, token_of, wait_for_queue};
 use locket_tests::{LineProcess, PROMPT, guests, host_command, locket_exe};
-
-fn session(cluster: &EtcdCluster) -> Session {
-    let address = Address::parse(&cluster.address("x")).unwrap();
-    Connect::new(address.cluster)
-        .lease_ttl(Duration::from_secs(5))
-        .session()
-        .expect("a session")
-}
 
 /// `--locks ADDRESS/NAMESPACE::/cluster`.
 fn locks(cluster: &EtcdCluster, namespace: &str) -> String {
@@ -33,12 +25,6 @@ fn locker(host_args: &[&str], path: &str, stderr: &Path) -> LineProcess {
         .stderr(std::fs::File::create(stderr).unwrap())
         .process_group(0);
     LineProcess::spawn_within(command, PROMPT * 3).expect("locket-host run --locks")
-}
-
-fn token_of(line: &str) -> u64 {
-    line.strip_prefix("token ")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("not a token line: {line:?}"))
 }
 
 fn signal(pid: u32, signal: &str) {
@@ -108,7 +94,8 @@ fn plugins_on_three_hosts_natives_and_etcdctl_count_without_lost_updates() {
     assert_eq!(read_number(&counter), 6 * n, "lost updates");
     // Every host released and revoked on its way out: nothing is queued.
     assert!(
-        session(&cluster)
+        cluster
+            .session()
             .holders("count/counter.lock")
             .unwrap()
             .is_empty()
@@ -123,7 +110,7 @@ fn a_killed_host_is_freed_by_its_lease() {
     let mut host = locker(&[&grant, "--lease-ttl=2s"], "/cluster/x", &stderr);
     host.ask("acquire", "acquired").unwrap();
     let t1 = token_of(&host.ask("token", "token ").unwrap());
-    let s = session(&cluster);
+    let s = cluster.session();
     let lock = s.lock("crash/x").unwrap();
     assert!(matches!(
         lock.acquire_with(Mode::Exclusive, Some(Duration::ZERO)),
@@ -166,7 +153,7 @@ fn a_paused_host_loses_its_lock_and_the_plugin_sees_it() {
     // Pause the host past its TTL: its keep-alives stop, and the cluster
     // hands the lock on.
     signal(host.id(), "-STOP");
-    let s = session(&cluster);
+    let s = cluster.session();
     let lock = s.lock("fence/x").unwrap();
     let got = lock.acquire_with(Mode::Exclusive, Some(Duration::from_secs(2) + PROMPT));
     signal(host.id(), "-CONT");
@@ -192,7 +179,7 @@ fn a_paused_host_loses_its_lock_and_the_plugin_sees_it() {
 fn ending_the_instance_or_dropping_a_handle_releases_at_once() {
     let cluster = EtcdCluster::start(3).unwrap();
     let grant = locks(&cluster, "end");
-    let s = session(&cluster);
+    let s = cluster.session();
     let lock = s.lock("end/x").unwrap();
     // A long TTL: whatever frees the lock below, it is not the lease's expiry.
     let ttl = "--lease-ttl=300s";
@@ -234,7 +221,7 @@ fn a_plugin_has_the_file_lock_semantics_in_a_namespace() {
     let grant = locks(&cluster, "sem");
     let stderr = cluster.dir().join("host.stderr");
     let mut p = locker(&[&grant], "/cluster/a", &stderr);
-    let s = session(&cluster);
+    let s = cluster.session();
     let native = s.lock("sem/a").unwrap();
     // Exclusive, both ways; timeout 0 and a timeout that runs out.
     p.ask("acquire", "acquired").unwrap();
@@ -274,15 +261,6 @@ fn a_plugin_has_the_file_lock_semantics_in_a_namespace() {
     p.wait().unwrap();
 }
 
-/// Waits until `n` keys are queued for `name`.
-fn wait_for_queue(session: &Session, name: &str, n: usize) {
-    let until = Instant::now() + PROMPT;
-    while session.holders(name).unwrap().len() < n {
-        assert!(Instant::now() < until, "{n} keys never queued");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn names_stay_in_their_namespace_and_escapes_are_refused() {
     let cluster = EtcdCluster::start(1).unwrap();
@@ -292,7 +270,7 @@ fn names_stay_in_their_namespace_and_escapes_are_refused() {
     let grant_dir = format!("--dir={}::/cluster/files", data.display());
     let stderr = cluster.dir().join("host.stderr");
     let mut p = locker(&[&grant_locks, &grant_dir], "/cluster/a/b.lock", &stderr);
-    let s = session(&cluster);
+    let s = cluster.session();
     // The guest's /cluster/a/b.lock is the etcd lock ns/a/b.lock.
     p.ask("acquire", "acquired").unwrap();
     assert_eq!(s.holders("ns/a/b.lock").unwrap().len(), 1);

@@ -36,9 +36,7 @@ pub fn run(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     let cluster = EtcdCluster::start(3)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let endpoints: Vec<String> = cluster.endpoints().split(',').map(str::to_owned).collect();
     writeln!(report, "## Locks in etcd\n")?;
     writeln!(
@@ -50,9 +48,9 @@ pub fn run(
          otherwise.\n",
         etcd_version()
     )?;
-    uncontended(&cluster, &endpoints, &runtime, sizes, report, figures)?;
-    handoff(&cluster, &endpoints, sizes, report, figures)?;
-    throughput(&cluster, &endpoints, dir, sizes, report, figures)?;
+    uncontended(&endpoints, &runtime, sizes, report, figures)?;
+    handoff(&endpoints, sizes, report, figures)?;
+    throughput(&endpoints, dir, sizes, report, figures)?;
     Ok(())
 }
 
@@ -71,6 +69,13 @@ fn etcd_version() -> String {
                 .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_owned))
         })
         .unwrap_or_else(|| "(unknown version)".to_owned())
+}
+
+/// A runtime on the calling thread, for raw etcd-client calls.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn connect_raw(runtime: &tokio::runtime::Runtime, endpoint: &str) -> anyhow::Result<Client> {
@@ -101,14 +106,12 @@ fn session(endpoints: &[String]) -> anyhow::Result<locket_etcd::Session> {
 }
 
 fn uncontended(
-    cluster: &EtcdCluster,
     endpoints: &[String],
     runtime: &tokio::runtime::Runtime,
     sizes: &Sizes,
     report: &mut String,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let _ = cluster;
     let n = sizes.cycles;
     let mut raw = connect_raw(runtime, &endpoints[0])?;
     let lease = runtime.block_on(raw.lease_grant(60, None))?.id();
@@ -180,10 +183,7 @@ fn raw_watcher(endpoint: String) -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<anyho
     let (keys_tx, keys) = mpsc::channel::<Vec<u8>>();
     let (times, times_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        let runtime = match runtime() {
             Ok(r) => r,
             Err(e) => {
                 let _ = times.send(Err(e.into()));
@@ -223,16 +223,12 @@ fn raw_watcher(endpoint: String) -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<anyho
 }
 
 fn handoff(
-    cluster: &EtcdCluster,
     endpoints: &[String],
     sizes: &Sizes,
     report: &mut String,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let _ = cluster;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let mut holder = connect_raw(&runtime, &endpoints[0])?;
     let lease = runtime.block_on(holder.lease_grant(60, None))?.id();
     let watch = session(endpoints)?;
@@ -327,14 +323,12 @@ fn handoff(
 }
 
 fn throughput(
-    cluster: &EtcdCluster,
     endpoints: &[String],
     dir: &Path,
     sizes: &Sizes,
     report: &mut String,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let _ = cluster;
     let n = 8;
     let ms = sizes.contend_ms;
     // Contender i talks to member i % 3 first, as if on three hosts.
@@ -352,9 +346,7 @@ fn throughput(
             .map(|i| {
                 let (endpoint, file, barrier) = (rotated(i)[0].clone(), &raw_file, &barrier);
                 s.spawn(move || -> anyhow::Result<u64> {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
+                    let runtime = runtime()?;
                     let mut client = connect_raw(&runtime, &endpoint)?;
                     let lease = runtime.block_on(client.lease_grant(60, None))?.id();
                     barrier.wait();
