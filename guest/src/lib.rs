@@ -29,7 +29,7 @@ use std::time::Duration;
 
 mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         inline: "
             package locket:guest-sdk;
             world sdk {

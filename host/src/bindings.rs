@@ -12,7 +12,7 @@
 /// Waits block the calling thread.
 pub(crate) mod blocking {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "wit",
         world: "locket:lock/imports",
         imports: { default: trappable },
         with: {
@@ -24,7 +24,7 @@ pub(crate) mod blocking {
 /// `acquire` and `acquire-shared` are async; the rest is as in [`blocking`].
 pub(crate) mod waiting_async {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "wit",
         world: "locket:lock/imports",
         imports: {
             "locket:lock/locket.[method]lock.acquire": async | trappable,

@@ -72,3 +72,40 @@ pub use ctx::{
 pub use grants::{Access, Grant, GrantError, Grants, LockNamespace};
 pub use linker::{add_to_linker, add_to_linker_async};
 pub use store::PluginState;
+
+/// The WIT package this host implements, from `wit/locket.wit` (which the
+/// crate carries). The linker matches imports by semver, so a component
+/// built against any earlier `locket:lock@0.1.x` runs too.
+pub const WIT_PACKAGE: &str = "locket:lock@0.1.1";
+
+/// The WASI release whose interfaces the host links (wasmtime-wasi's
+/// WASI 0.2, vendored in `wit/deps`). Components that import an earlier
+/// 0.2.x run too.
+pub const WASI_VERSION: &str = "0.2.12";
+
+/// The wasmtime release this host is built with: the version of its
+/// `wasmtime-environ`, which wasmtime pins exactly to its own.
+pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
+
+#[cfg(test)]
+mod tests {
+    /// The `package` line of a WIT file.
+    fn package_of(wit: &str) -> &str {
+        wit.lines()
+            .find_map(|line| line.strip_prefix("package "))
+            .and_then(|rest| rest.strip_suffix(';'))
+            .expect("a WIT file names its package")
+    }
+
+    #[test]
+    fn the_versions_the_host_names_are_those_of_its_wit() {
+        assert_eq!(
+            package_of(include_str!("../wit/locket.wit")),
+            super::WIT_PACKAGE
+        );
+        assert_eq!(
+            package_of(include_str!("../wit/deps/cli.wit")),
+            format!("wasi:cli@{}", super::WASI_VERSION)
+        );
+    }
+}

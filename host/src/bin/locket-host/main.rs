@@ -15,12 +15,12 @@ mod signals;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, EXIT_USAGE};
 
 fn main() -> ExitCode {
-    let command = Cli::parse().command;
+    let command = parse_command_line();
     locket::cli::init_tracing();
     let outcome = match command {
         Command::Run(args) => run::run(args),
@@ -35,4 +35,22 @@ fn main() -> ExitCode {
         eprintln!("locket-host: error: {e:#}");
         ExitCode::from(EXIT_USAGE)
     })
+}
+
+/// The command line, with a `--version` that also names what the host
+/// serves and what it is built on.
+fn parse_command_line() -> Command {
+    let version = format!(
+        "{} ({} and earlier 0.1.x, WASI {}, wasmtime {})",
+        env!("CARGO_PKG_VERSION"),
+        locket_host::WIT_PACKAGE,
+        locket_host::WASI_VERSION,
+        locket_host::WASMTIME_VERSION,
+    );
+    // clap keeps the text for the life of the process anyway.
+    let version: &'static str = version.leak();
+    let matches = Cli::command().version(version).get_matches();
+    Cli::from_arg_matches(&matches)
+        .unwrap_or_else(|e| e.exit())
+        .command
 }
