@@ -3,8 +3,11 @@
 # wasm32-wasip2 target for the guest plugins; from Debian's packages when they
 # are missing, util-linux flock(1), coreutils mkfifo, protoc (the etcd
 # client's build needs it), and etcd with etcdctl and openssl for the etcd
-# tests; componentize-py from PyPI; and componentize-js from npm. With the
-# argument `demo`, only what the demo needs.
+# tests; from PyPI, Python's locket and filelock for the interop tests; and
+# the guest SDK packages, built from this checkout (scripts/dist.sh) and
+# installed as users install them: the wheel into .venv (it brings
+# componentize-py), the npm tarball into target/js-env (it brings
+# componentize-js). With the argument `demo`, only what the demo needs.
 set -euo pipefail
 for_demo=false
 [ "${1:-}" = demo ] && for_demo=true
@@ -40,11 +43,24 @@ fi
 
 $for_demo && exit 0
 
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "prepare-tests: please install Node.js 20 or later, with npm" >&2
+    exit 1
+fi
+
+# The wheel and the npm tarball, into target/dist (left untouched when their
+# contents did not change).
+scripts/dist.sh >/dev/null
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' guest-python/locket_guest/__init__.py)
+wheel=target/dist/locket_guest-$version-py3-none-any.whl
+tarball=target/dist/locket-guest-$version.tgz
+
 # Python packages, pinned, in the project's own virtual environment:
-# componentize-py builds the Python plugin peer (tests/peers/python-plugin), and Python's
-# locket and filelock are the programs the interop tests lock against.
+# Python's locket and filelock are the programs the interop tests lock
+# against, and the locket-guest wheel gives `locket-py`, which builds the
+# Python plugins (it depends on componentize-py 0.25.1).
 venv=.venv
-requirements=(componentize-py==0.25.1 locket==1.0.0 filelock==4.3.1)
+requirements=(locket==1.0.0 filelock==4.3.1)
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 installed=$("$venv/bin/pip" freeze --disable-pip-version-check 2>/dev/null || true)
 for requirement in "${requirements[@]}"; do
@@ -54,19 +70,24 @@ for requirement in "${requirements[@]}"; do
         break
     fi
 done
-
-# componentize-js, pinned by guest-js/package-lock.json, installed into the
-# project (guest-js/node_modules), never globally: `locket-js build` makes
-# the JavaScript plugin peer with it. Node comes from the machine.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "prepare-tests: please install Node.js 20 or later, with npm" >&2
-    exit 1
+# A copy of the wheel, kept after a successful install, says what is installed.
+stamp=$venv/.locket-guest-installed-from
+if ! cmp -s "$wheel" "$stamp"; then
+    echo "prepare-tests: installing $wheel into $venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall "$wheel"
+    cp "$wheel" "$stamp"
 fi
-# A copy of the lock file, written after a successful install, says that
-# node_modules matches it.
-stamp=guest-js/node_modules/.locket-installed-from
-if ! cmp -s guest-js/package-lock.json "$stamp"; then
-    echo "prepare-tests: installing componentize-js into guest-js/node_modules" >&2
-    (cd guest-js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    cp guest-js/package-lock.json "$stamp"
+
+# The npm package, installed into a project of its own (target/js-env), as a
+# plugin author's project installs it; its npm-shrinkwrap.json pins
+# componentize-js and the rest of its tree. Node comes from the machine.
+env=target/js-env
+stamp=$env/.locket-guest-installed-from
+if ! cmp -s "$tarball" "$stamp"; then
+    echo "prepare-tests: installing $tarball into $env" >&2
+    rm -rf "$env"
+    mkdir -p "$env"
+    echo '{ "name": "locket-tests-js-env", "private": true }' >"$env/package.json"
+    (cd "$env" && npm install --no-audit --no-fund --loglevel=error "../dist/$(basename "$tarball")" >/dev/null)
+    cp "$tarball" "$stamp"
 fi

@@ -435,52 +435,77 @@ pub fn native_peer_exe() -> PathBuf {
     sibling_exe("locket-peer")
 }
 
-/// componentize-py: `$LOCKET_COMPONENTIZE_PY`, else the one in the
-/// project's `.venv` (`./test.sh` installs it), if it is there.
-#[must_use]
-pub fn componentize_py() -> Option<PathBuf> {
-    let tool = std::env::var_os("LOCKET_COMPONENTIZE_PY")
-        .map_or_else(|| root().join(".venv/bin/componentize-py"), PathBuf::from);
-    tool.exists().then_some(tool)
+/// The guest SDK packages that `scripts/prepare-tests.sh` builds from
+/// `guest-python/` and `guest-js/` into `target/dist/`, and installs: the
+/// wheel into the project's `.venv`, the npm tarball into `target/js-env`.
+/// The tests build their plugins with what those installed, as users do.
+pub mod dist {
+    use std::path::PathBuf;
+
+    /// The release version: one for every crate and both packages.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+    /// `target/dist/` in the checkout.
+    #[must_use]
+    pub fn dir() -> PathBuf {
+        super::root().join("target/dist")
+    }
+
+    /// The wheel of the Python distribution `locket-guest`.
+    #[must_use]
+    pub fn wheel() -> PathBuf {
+        dir().join(format!("locket_guest-{VERSION}-py3-none-any.whl"))
+    }
+
+    /// The npm tarball of the package `locket-guest`.
+    #[must_use]
+    pub fn npm_tarball() -> PathBuf {
+        dir().join(format!("locket-guest-{VERSION}.tgz"))
+    }
+
+    /// `locket-py`, installed into `.venv` from [`wheel`].
+    #[must_use]
+    pub fn locket_py() -> PathBuf {
+        super::root().join(".venv/bin/locket-py")
+    }
+
+    /// `locket-js`, installed into `target/js-env` from [`npm_tarball`].
+    #[must_use]
+    pub fn locket_js() -> PathBuf {
+        super::root().join("target/js-env/node_modules/.bin/locket-js")
+    }
 }
 
 /// The plugin peer in Python, `tests/peers/python-plugin/locker.py`, built
-/// by `guest-python/locket-py build` (componentize-py, with the Python SDK)
-/// into `python-guest/locker-py.wasm` beside the running binary: once per
-/// change of its source, the SDK, the build command or the WIT, and written
-/// whole under a temporary name first.
+/// by the installed `locket-py build` ([`dist::locket_py`]) into
+/// `python-guest/locker-py.wasm` beside the running binary: once per change
+/// of its source or of the installed package, and written whole under a
+/// temporary name first.
 ///
 /// # Errors
 ///
-/// If componentize-py is missing or the build fails.
+/// If `locket-py` is not installed or the build fails.
 pub fn python_plugin() -> anyhow::Result<PathBuf> {
     python_script_plugin(&root().join("tests/peers/python-plugin/locker.py"))
 }
 
-/// A Python script built into a plugin by `guest-python/locket-py build`,
+/// A Python script built into a plugin by the installed `locket-py build`,
 /// as [`python_plugin`] builds the peer: `python-guest/NAME.wasm` beside the
-/// running binary, rebuilt when the script, the SDK or the WIT changed.
+/// running binary, rebuilt when the script or the installed wheel changed.
 ///
 /// # Errors
 ///
-/// If componentize-py is missing or the build fails.
+/// If `locket-py` is not installed or the build fails.
 pub fn python_script_plugin(script: &Path) -> anyhow::Result<PathBuf> {
-    let tool = componentize_py()
-        .context("componentize-py is needed (./test.sh installs it into .venv)")?;
-    let inputs = [
-        root().join("guest-python/locket/__init__.py"),
-        root().join("guest-python/locket-py"),
-        root().join("wit/locket.wit"),
-    ];
-    built_plugin(script, "python-guest", "py", &inputs, |partial| {
-        let mut command = Command::new("python3");
-        command
-            .arg(root().join("guest-python/locket-py"))
-            .arg("build")
-            .arg(script)
-            .arg("-o")
-            .arg(partial)
-            .env("LOCKET_COMPONENTIZE_PY", &tool);
+    let tool = dist::locket_py();
+    anyhow::ensure!(
+        tool.exists(),
+        "{} is missing: ./test.sh installs the locket-guest wheel into .venv",
+        tool.display()
+    );
+    built_plugin(script, "python-guest", "py", &[dist::wheel()], |partial| {
+        let mut command = Command::new(&tool);
+        command.arg("build").arg(script).arg("-o").arg(partial);
         command
     })
 }
@@ -586,49 +611,44 @@ pub mod guests {
 }
 
 /// The plugin peer in JavaScript, `tests/peers/js-plugin/locker.js`, built
-/// by `guest-js/locket-js build` (componentize-js, with the JavaScript SDK)
-/// into `js-guest/locker-js.wasm` beside the running binary: once per change
-/// of its source, the SDK, the build command, the pinned packages or the
-/// WIT, and written whole under a temporary name first.
+/// by the installed `locket-js build` ([`dist::locket_js`]) into
+/// `js-guest/locker-js.wasm` beside the running binary: once per change of
+/// its source or of the installed package, and written whole under a
+/// temporary name first.
 ///
 /// # Errors
 ///
-/// If componentize-js is not installed (`./test.sh` installs it into
-/// `guest-js/node_modules`) or the build fails.
+/// If `locket-js` is not installed (`./test.sh` installs the npm package
+/// into `target/js-env`) or the build fails.
 pub fn js_plugin() -> anyhow::Result<PathBuf> {
     js_script_plugin(&root().join("tests/peers/js-plugin/locker.js"))
 }
 
-/// A JavaScript module built into a plugin by `guest-js/locket-js build`, as
-/// [`js_plugin`] builds the peer: `js-guest/NAME.wasm` beside the running
-/// binary.
+/// A JavaScript module built into a plugin by the installed `locket-js
+/// build`, as [`js_plugin`] builds the peer: `js-guest/NAME.wasm` beside the
+/// running binary.
 ///
 /// # Errors
 ///
-/// If componentize-js is missing or the build fails.
+/// If `locket-js` is not installed or the build fails.
 pub fn js_script_plugin(script: &Path) -> anyhow::Result<PathBuf> {
+    let tool = dist::locket_js();
     anyhow::ensure!(
-        root()
-            .join("guest-js/node_modules/@bytecodealliance/componentize-js")
-            .exists(),
-        "componentize-js is needed (./test.sh installs it into guest-js/node_modules)"
+        tool.exists(),
+        "{} is missing: ./test.sh installs the locket-guest npm package into target/js-env",
+        tool.display()
     );
-    let inputs = [
-        root().join("guest-js/locket.js"),
-        root().join("guest-js/locket-js"),
-        root().join("guest-js/package-lock.json"),
-        root().join("wit/locket.wit"),
-    ];
-    built_plugin(script, "js-guest", "js", &inputs, |partial| {
-        let mut command = Command::new("node");
-        command
-            .arg(root().join("guest-js/locket-js"))
-            .arg("build")
-            .arg(script)
-            .arg("-o")
-            .arg(partial);
-        command
-    })
+    built_plugin(
+        script,
+        "js-guest",
+        "js",
+        &[dist::npm_tarball()],
+        |partial| {
+            let mut command = Command::new(&tool);
+            command.arg("build").arg(script).arg("-o").arg(partial);
+            command
+        },
+    )
 }
 
 /// The `locket-host` binary built beside the running test (`./test.sh`
@@ -695,7 +715,7 @@ pub fn read_number(path: &Path) -> u64 {
         .unwrap_or_else(|_| panic!("{} holds {text:?}, not a number", path.display()))
 }
 
-/// The `locket` command (crate `locket-cli`) built beside the running test
+/// The `locket` command (package `locket-cmd`) built beside the running test
 /// (`./test.sh` builds it, because that crate has integration tests of its
 /// own).
 ///
@@ -707,7 +727,7 @@ pub fn locket_exe() -> PathBuf {
     let exe = sibling_exe("locket");
     assert!(
         exe.exists(),
-        "{} is missing: run ./test.sh, or `cargo build -p locket-cli` first",
+        "{} is missing: run ./test.sh, or `cargo build -p locket-cmd` first",
         exe.display()
     );
     exe

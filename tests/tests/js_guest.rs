@@ -1,6 +1,6 @@
-//! JavaScript plugins built by `guest-js/locket-js build` (componentize-js,
-//! with the JavaScript SDK), under the real `locket-host`. The line-protocol
-//! peer runs in `conformance.rs`.
+//! JavaScript plugins built by `locket-js build` (the installed
+//! `locket-guest` npm package, with the JavaScript SDK), under the real
+//! `locket-host`. The line-protocol peer runs in `conformance.rs`.
 
 use std::process::Stdio;
 

@@ -71,10 +71,10 @@ pub fn large(
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
     writeln!(report, "## Large plugin start-up\n")?;
-    if locket_tests::componentize_py().is_none() {
+    if !locket_tests::dist::locket_py().exists() {
         writeln!(
             report,
-            "(componentize-py is not installed: run scripts/prepare-tests.sh.)\n"
+            "(locket-py is not installed: run scripts/prepare-tests.sh.)\n"
         )?;
         return Ok(());
     }

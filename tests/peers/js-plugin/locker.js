@@ -1,5 +1,5 @@
 // The plugin peer in JavaScript, written with the JavaScript SDK (`locket`)
-// and built by `guest-js/locket-js build`.
+// and built by `locket-js build` (the `locket-guest` npm package).
 //
 // It speaks the line protocol of tests/peers/README.md as the Rust and
 // Python lockers do: it prints `ready`, then answers each line. Handle 0 is
@@ -19,7 +19,7 @@
 //     throw                                an uncaught error (exit 1, with its stack)
 //     alloc                                allocates memory, a MiB at a time, forever (a trap under --max-memory)
 //
-// Build:  guest-js/locket-js build tests/peers/js-plugin/locker.js -o locker-js.wasm
+// Build:  npx locket-js build tests/peers/js-plugin/locker.js -o locker-js.wasm
 // Run:    locket-host run --dir .::/data locker-js.wasm /data/x.lock
 
 import { LockError, exit, lockFile, stdinLines } from "locket";

@@ -19,7 +19,7 @@ is a lock on the path given as the first argument; a line may start with
     raise                                an uncaught exception (exit 1, with its traceback)
     alloc                                allocates memory, a MiB at a time, forever (a trap under --max-memory)
 
-Build:  guest-python/locket-py build tests/peers/python-plugin/locker.py -o locker-py.wasm
+Build:  locket-py build tests/peers/python-plugin/locker.py -o locker-py.wasm
 Run:    locket-host run --dir .::/data locker-py.wasm /data/x.lock
 """
 

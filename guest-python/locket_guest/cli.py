@@ -1,21 +1,23 @@
-#!/usr/bin/env python3
 """locket-py: turns a Python script into a locket plugin.
 
     locket-py build SCRIPT.py -o PLUGIN.wasm [--python-path DIR]...
+    locket-py --version
 
 The script is the plugin: its ``if __name__ == "__main__":`` block runs when
 ``locket-host run PLUGIN.wasm ARGS...`` starts it, with ``sys.argv`` as
 ``[PLUGIN.wasm, ARGS...]``, stdin, stdout and stderr the host's, and
 ``sys.exit(n)`` (or an uncaught exception, which prints its traceback)
-giving the exit code as in CPython. ``import locket`` gives the SDK beside
-this file (locket.py's API). The script's own folder, and each
-``--python-path``, are searched for the modules it imports. Those modules
-are imported while the plugin is built (a running plugin cannot read the
-folders it was built from), so their top-level code runs then, once, and
-not when the plugin runs; the script's own top level runs at each run.
+giving the exit code as in CPython. ``import locket`` in the script gives
+the SDK (``sdk/locket`` in this package, locket.py's API); it is there only
+inside the plugin, so this package never shadows locket.py where it is
+installed. The script's own folder, and each ``--python-path``, are searched
+for the modules it imports. Those modules are imported while the plugin is
+built (a running plugin cannot read the folders it was built from), so
+their top-level code runs then, once, and not when the plugin runs; the
+script's own top level runs at each run.
 
-It runs componentize-py (``$LOCKET_COMPONENTIZE_PY``, else the one in the
-project's ``.venv``, else one on ``PATH``) against the project's WIT, world
+It runs componentize-py, the pinned dependency of this package, in the
+same Python, against the WIT carried in this package (``wit/``), world
 ``locket:lock/plugin``.
 """
 
@@ -26,10 +28,11 @@ import subprocess
 import sys
 import tempfile
 
+from . import __version__
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-WIT = os.path.join(ROOT, "wit")
-SDK = os.path.join(HERE, "locket")
+WIT = os.path.join(HERE, "wit")
+SDK = os.path.join(HERE, "sdk", "locket")
 
 # The module componentize-py wraps: it runs the script as __main__ when the
 # host calls wasi:cli/run. It must not be named like the world's bindings.
@@ -116,20 +119,42 @@ class Run(exports.Run):
 '''
 
 
+def version_line():
+    """``locket-py VERSION (locket:lock@V, componentize-py V)``: this
+    package's version, the WIT package it builds against, and the
+    componentize-py it runs."""
+    import importlib.metadata
+    import re
+
+    wit = "unknown"
+    try:
+        with open(os.path.join(WIT, "locket.wit"), encoding="utf-8") as f:
+            found = re.search(r"^package\s+([^;\s]+)\s*;", f.read(), re.MULTILINE)
+        if found:
+            wit = found.group(1)
+    except OSError:
+        pass
+    try:
+        tool = importlib.metadata.version("componentize-py")
+    except importlib.metadata.PackageNotFoundError:
+        tool = "not installed"
+    return "locket-py {0} ({1}, componentize-py {2})".format(__version__, wit, tool)
+
+
 def componentize_py():
-    tool = os.environ.get("LOCKET_COMPONENTIZE_PY")
-    if tool:
-        return tool
-    venv = os.path.join(ROOT, ".venv", "bin", "componentize-py")
-    if os.path.exists(venv):
-        return venv
-    found = shutil.which("componentize-py")
-    if found:
-        return found
-    sys.exit(
-        "locket-py: componentize-py is not installed: run scripts/prepare-tests.sh "
-        "(it installs the pinned one into .venv), or set LOCKET_COMPONENTIZE_PY"
-    )
+    """The command that runs the componentize-py installed with this package,
+    in this same Python (its console script may not be on PATH)."""
+    try:
+        import componentize_py  # noqa: F401
+    except ImportError as e:
+        sys.exit("locket-py: componentize-py is not installed ({0}): "
+                 "reinstall locket-guest, which depends on it".format(e))
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from componentize_py import script; "
+        "sys.argv[0] = 'componentize-py'; sys.exit(script())",
+    ]
 
 
 def build(script, output, python_paths):
@@ -154,8 +179,7 @@ def build(script, output, python_paths):
         with open(os.path.join(app, "locket_plugin_main.py"), "w") as f:
             f.write(ENTRY.format(file=name, source=source))
         partial = os.path.join(work, "plugin.wasm")
-        command = [
-            componentize_py(),
+        command = componentize_py() + [
             "-d", WIT,
             "-w", "locket:lock/plugin",
             "--features", "cli-exit-with-code",
@@ -183,6 +207,10 @@ def build(script, output, python_paths):
 
 def main():
     parser = argparse.ArgumentParser(prog="locket-py", description="Python plugins for locket-host.")
+    parser.add_argument(
+        "--version", action="version",
+        version=version_line(),
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("build", help="build a Python script into a plugin component")
     b.add_argument("script", help="the script, whose __main__ block is the plugin")

@@ -1,0 +1,5 @@
+"""``python -m locket_guest`` is ``locket-py``."""
+
+from .cli import main
+
+main()
