@@ -38,11 +38,19 @@ scripts/dist.sh "${dist_args[@]}" >/dev/null
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' guest-python/locket_guest/__init__.py)
 crates=(locket-file locket-etcd locket-cmd locket-host locket-guest)
 
+# The toolchain this checkout pins (and prepare-tests.sh gave the wasm
+# target), since the scratch directory has no rust-toolchain.toml.
+RUSTUP_TOOLCHAIN=$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)
+export RUSTUP_TOOLCHAIN
+
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/locket-check-install.XXXXXX")
 holder=
+plugin_pid=
 cleanup() {
-    # A holder left by a failure must not outlive the script.
-    if [ -n "$holder" ]; then kill "$holder" 2>/dev/null || true; fi
+    # Nothing started here may outlive the script, on success or failure:
+    # the holder runs in a process group of its own (flock(1) and its sh).
+    if [ -n "$holder" ]; then kill -- "-$holder" 2>/dev/null || true; fi
+    if [ -n "$plugin_pid" ]; then kill "$plugin_pid" 2>/dev/null || true; fi
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -75,9 +83,11 @@ for crate in locket-host locket-cmd; do
         --target-dir "$cache/target" --path "crates/$crate-$version"
 done
 export PATH=$scratch/root/bin:$PATH
-[ "$(command -v locket-host)" = "$scratch/root/bin/locket-host" ] || fail "locket-host is not the installed one"
-locket-host --version
-locket --version
+for command in locket-host locket; do
+    [ "$(command -v "$command")" = "$scratch/root/bin/$command" ] || fail "$command is not the installed one"
+    "$command" --version | tee "$scratch/version"
+    grep -q "^$command $version\b" "$scratch/version" || fail "$command --version does not say $version"
+done
 
 step "a fresh cargo project: a Rust plugin that depends on locket-guest"
 cargo new --quiet --vcs none --bin rust-plugin
@@ -89,7 +99,8 @@ cp "$cache/plugin-target/wasm32-wasip2/release/rust-plugin.wasm" rust.wasm
 step "a fresh venv: pip install the wheel, then locket-py build"
 python3 -m venv venv
 venv/bin/pip install --quiet --disable-pip-version-check "dist/locket_guest-$version-py3-none-any.whl"
-venv/bin/locket-py --version
+venv/bin/locket-py --version | tee version
+grep -q "^locket-py $version " version || fail "locket-py --version does not say $version"
 cp sources/app.py app.py
 venv/bin/locket-py build app.py -o python.wasm
 
@@ -99,41 +110,53 @@ mkdir js-plugin
     cd js-plugin
     npm init --yes >/dev/null
     npm install --no-audit --no-fund --loglevel=error "../dist/locket-guest-$version.tgz" >/dev/null
-    npx --no-install locket-js --version
+    npx --no-install locket-js --version | tee ../version
+    grep -q "^locket-js $version " ../version || fail "locket-js --version does not say $version"
     cp ../sources/app.js app.js
     npx --no-install locket-js build app.js -o ../js.wasm
 )
 
 # Runs PLUGIN under the installed locket-host while flock(1) holds the lock
-# file, and checks the order of the lines in their shared log.
+# file, and checks the order of the lines in their shared log. While
+# flock(1) holds it, the installed `locket lock -w 0` must find it held too.
 check_plugin() {
     local language=$1 plugin=$2
     local shared=$scratch/shared-$language log=$scratch/$language.log
     mkdir "$shared"
     : >"$log"
     mkfifo "$shared/held" "$shared/go"
-    # flock(1) says when it holds the lock, waits to be told to go, and
-    # writes its last line while it still holds the lock.
-    flock "$shared/app.lock" sh -c '
-        echo held >"$1/held"
-        read -r _ <"$1/go"
+    # Opened both ways, a FIFO opens at once: nothing here can hang on an
+    # open whose other side never comes.
+    exec 3<>"$shared/held"
+    # flock(1), in a process group of its own, opens its way to be told to
+    # go, says that it holds the lock, waits, and writes its last line
+    # while it still holds the lock.
+    setsid flock "$shared/app.lock" sh -c '
+        exec 4<>"$1/go"
+        echo held >&3
+        read -r _ <&4
         echo "flock(1): releasing" >>"$2"' sh "$shared" "$log" &
     holder=$!
-    read -r _ <"$shared/held"
+    read -r -t 600 _ <&3 || fail "$language: flock(1) did not take the lock"
+    exec 3<&-
+    local status=0
+    locket lock -w 0 "$shared/app.lock" -- true 2>/dev/null || status=$?
+    [ "$status" = 1 ] || fail "locket lock -w 0 exited $status, not 1, while flock(1) held the lock"
     locket-host run --dir "$shared::/data" "$plugin" /data/app.lock >>"$log" 2>"$log.stderr" &
-    local plugin_pid=$!
+    plugin_pid=$!
     # The plugin's first line, within a generous bound.
     local tries=0
     until [ -s "$log" ]; do
         tries=$((tries + 1))
         [ $tries -le 1200 ] || fail "$language: no line from the plugin in 600 s"
-        kill -0 $plugin_pid 2>/dev/null || break
+        kill -0 "$plugin_pid" 2>/dev/null || break
         sleep 0.5
     done
-    echo go >"$shared/go"
+    echo go 1<>"$shared/go"
     wait "$holder" || fail "$language: flock(1) failed"
     holder=
     wait "$plugin_pid" || fail "$language: the plugin failed: $(cat "$log" "$log.stderr")"
+    plugin_pid=
     sed "s/^/check-install: $language: /" "$log"
     [ "$(cat "$log")" = "$(printf 'timeout\nflock(1): releasing\nacquired')" ] ||
         fail "$language: the lines are not timeout, flock(1): releasing, acquired in that order"

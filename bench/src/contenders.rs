@@ -16,9 +16,9 @@ use locket_tests::{LineProcess, Peer};
 pub enum Kind {
     /// A raw blocking `flock` (std `File::lock`): the floor.
     Flock,
-    /// The `locket` crate, without a timeout.
+    /// The `locket` library, without a timeout.
     Locket,
-    /// The `locket` crate, with a timeout of 60 s.
+    /// The `locket` library, with a timeout of 60 s.
     LocketTimeout,
     /// A guest (`locker.wasm`) under `locket-host run`, without a timeout.
     Guest,

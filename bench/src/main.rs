@@ -5,7 +5,7 @@
 //! that drift cancels:
 //!
 //! - uncontended acquire+release per operation: a raw std `File::lock`/`unlock`
-//!   loop (the floor), the `locket` crate, a guest plugin's loop inside
+//!   loop (the floor), the `locket` library, a guest plugin's loop inside
 //!   `locket-host` (minus an empty loop), locket.py (timeout None and 0) and
 //!   py-filelock;
 //! - cross-process hand-off latency, from the holder's release to the waiter's

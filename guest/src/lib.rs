@@ -2,7 +2,7 @@
 //! file locks that exclude, and are excluded by, native processes locking the
 //! same file.
 //!
-//! It mirrors the native `locket` crate:
+//! It mirrors the native `locket` library (package `locket-file`):
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Opening a lock file beneath a granted directory, for the `locket` crate:
+//! Opening a lock file beneath a granted directory, for the `locket` library:
 //! cap-std resolves every component inside the directory, so nothing outside
 //! it can be opened.
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use locket::{FileId, OpenError, OpenStep, Opener, open_lock_file};
 
-/// Opens a lock file beneath a granted directory, for the `locket` crate.
+/// Opens a lock file beneath a granted directory, for the `locket` library.
 ///
 /// cap-std resolves the path inside the directory, so `..`, absolute symlinks
 /// and symlinks that leave the directory fail with `PermissionDenied`, which

@@ -45,14 +45,14 @@
 //!
 //! The host runs on Unix only: lock files are opened with `O_NONBLOCK` and
 //! created with a file mode, and the `locket-host` command uses POSIX
-//! signals. (The `locket` crate itself also runs on Windows.)
+//! signals. (The `locket` library itself also runs on Windows.)
 
 #![warn(missing_docs)]
 
 #[cfg(not(unix))]
 compile_error!(
     "locket-host runs on Unix only: it opens lock files with O_NONBLOCK and file modes, \
-     and its command uses POSIX signals; the `locket` crate also supports Windows"
+     and its command uses POSIX signals; the `locket` library also supports Windows"
 );
 
 mod bindings;

@@ -1,7 +1,7 @@
 //! Our lockers against the real other programs that use flock: Python's
 //! locket 1.0.0 and filelock 4.3.1 (installed in `.venv` by
 //! scripts/prepare-tests.sh) and util-linux flock(1). Each pairing runs both
-//! ways, for the `locket` crate and for a plugin under `locket-host`.
+//! ways, for the `locket` library and for a plugin under `locket-host`.
 
 use std::process::Stdio;
 

@@ -82,7 +82,7 @@ fn the_hosts_own_wake_up_signal_from_outside_neither_fails_nor_ends_a_wait() {
     holder.ask("acquire", "acquired").unwrap();
     let mut plugin = Peer::Plugin.start(dir.path(), "x.lock").unwrap();
     // A first timed wait installs the host's handler for its timer signal,
-    // which the `locket` crate documents as SIGRTMAX - 1.
+    // which the `locket` library documents as SIGRTMAX - 1.
     plugin.ask("acquire 5", "error: timeout").unwrap();
     let wake_signal = format!("-{}", libc::SIGRTMAX() - 1);
     for request in ["acquire 600000", "acquire"] {

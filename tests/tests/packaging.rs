@@ -79,43 +79,53 @@ fn run(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// The members of the workspace, as (directory, Cargo.toml text).
-fn members() -> Vec<(String, String)> {
-    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
-    let list = manifest
-        .split_once("members = [")
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .expect("the workspace lists its members")
-        .0;
-    list.split(',')
-        .map(|m| m.trim().trim_matches('"'))
-        .filter(|m| !m.is_empty())
-        .map(|m| {
-            let text = std::fs::read_to_string(root().join(m).join("Cargo.toml")).unwrap();
-            (m.to_string(), text)
+/// A package of the workspace, as `cargo metadata` describes it.
+struct Package {
+    name: String,
+    version: String,
+    publish: bool,
+}
+
+/// The packages of the workspace.
+fn packages() -> Vec<Package> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let text = run(Command::new(cargo).current_dir(root()).args([
+        "metadata",
+        "--no-deps",
+        "--format-version",
+        "1",
+        "--locked",
+    ]));
+    let metadata: serde_json::Value = serde_json::from_str(&text).unwrap();
+    metadata["packages"]
+        .as_array()
+        .expect("cargo metadata lists packages")
+        .iter()
+        .map(|p| Package {
+            name: p["name"].as_str().unwrap().to_owned(),
+            version: p["version"].as_str().unwrap().to_owned(),
+            // `publish = false` is an empty list of registries.
+            publish: p["publish"].as_array().is_none_or(|r| !r.is_empty()),
         })
         .collect()
 }
 
-/// The value of the first `key = "VALUE"` line of a TOML text.
-fn toml_string(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let value = line
-            .trim()
-            .strip_prefix(key)?
-            .trim_start()
-            .strip_prefix('=')?;
-        Some(value.trim().trim_matches('"').to_string())
-    })
+/// The package that a WIT file declares, like `locket:lock@0.1.1`.
+fn wit_package(file: &str) -> String {
+    let wit = std::fs::read_to_string(root().join(file)).unwrap();
+    wit.lines()
+        .find_map(|l| l.strip_prefix("package "))
+        .and_then(|rest| rest.strip_suffix(';'))
+        .unwrap_or_else(|| panic!("{file} names no package"))
+        .to_owned()
 }
 
-/// The publishable packages of the workspace, by name.
-fn published_crates() -> Vec<String> {
-    members()
-        .into_iter()
-        .filter(|(_, text)| !text.contains("\npublish = false"))
-        .map(|(_, text)| toml_string(&text, "name").expect("a package has a name"))
-        .collect()
+/// The version of `name` in the workspace's Cargo.lock.
+fn locked_version(name: &str) -> String {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+    let entry = format!("name = \"{name}\"\nversion = \"");
+    let at = lock.find(&entry).expect("the package is in Cargo.lock") + entry.len();
+    lock[at..].split('"').next().unwrap().to_owned()
 }
 
 #[test]
@@ -142,40 +152,42 @@ fn a_changed_missing_or_extra_file_is_a_difference() {
 }
 
 #[test]
-fn the_crates_that_need_the_wit_carry_the_repositorys_own() {
+fn the_crates_carry_a_license_a_readme_and_the_repositorys_wit() {
     let scratch = tempfile::tempdir().unwrap();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut package = Command::new(cargo);
     package
         .current_dir(root())
-        .args([
-            "package",
-            "--no-verify",
-            "--allow-dirty",
-            "--locked",
-            "--quiet",
-        ])
-        .arg("--target-dir")
+        // Offline: the build that runs this test has fetched everything.
+        .args(["package", "--no-verify", "--allow-dirty", "--locked"])
+        .args(["--offline", "--quiet", "--target-dir"])
         .arg(scratch.path().join("target"));
-    for name in published_crates() {
-        package.args(["-p", &name]);
+    let published: Vec<Package> = packages().into_iter().filter(|p| p.publish).collect();
+    for crate_ in &published {
+        package.args(["-p", &crate_.name]);
     }
     run(&mut package);
-    for name in ["locket-host", "locket-guest"] {
+    for crate_ in &published {
+        let (name, version) = (&crate_.name, &crate_.version);
         let file = scratch
             .path()
-            .join(format!("target/package/{name}-{}.crate", dist::VERSION));
+            .join(format!("target/package/{name}-{version}.crate"));
         run(Command::new("tar")
             .arg("-xzf")
             .arg(&file)
             .arg("-C")
             .arg(scratch.path()));
-        let unpacked = scratch.path().join(format!("{name}-{}", dist::VERSION));
-        assert_is_the_wit(&unpacked.join("wit"), &format!("the crate {name}"));
-        assert!(
-            unpacked.join("LICENSE").is_file(),
-            "the crate {name} has no LICENSE"
-        );
+        let unpacked = scratch.path().join(format!("{name}-{version}"));
+        for file in ["LICENSE", "README.md"] {
+            assert!(
+                unpacked.join(file).is_file(),
+                "the crate {name} has no {file}"
+            );
+        }
+        // The crates whose bindings are generated from the WIT carry it.
+        if ["locket-host", "locket-guest"].contains(&name.as_str()) {
+            assert_is_the_wit(&unpacked.join("wit"), &format!("the crate {name}"));
+        }
     }
 }
 
@@ -234,20 +246,17 @@ fn the_npm_tarball_carries_the_repositorys_wit() {
 
 #[test]
 fn every_crate_and_package_carries_the_one_release_version() {
-    let version = dist::VERSION;
-    let workspace = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
-    let declared = workspace
-        .split_once("[workspace.package]")
-        .and_then(|(_, rest)| toml_string(rest, "version"))
-        .expect("[workspace.package] has a version");
-    assert_eq!(declared, version);
-    for (dir, text) in members() {
-        assert!(
-            text.contains("\nversion.workspace = true"),
-            "{dir}/Cargo.toml does not take the workspace's version"
+    let packages = packages();
+    let version = packages[0].version.clone();
+    for package in &packages {
+        assert_eq!(
+            package.version, version,
+            "{} is at {}, the workspace's first package at {version}",
+            package.name, package.version
         );
     }
     // The workspace's own crates depend on each other at exactly it.
+    let workspace = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     for line in workspace.lines().filter(|l| l.starts_with("locket-")) {
         assert!(
             line.contains(&format!("version = \"={version}\"")),
@@ -266,7 +275,7 @@ fn every_crate_and_package_carries_the_one_release_version() {
             .lines()
             .find_map(|l| l.trim().strip_prefix("\"version\": "))
             .map(|v| v.trim_end_matches(',').trim_matches('"'));
-        assert_eq!(found, Some(version), "the version in {file}");
+        assert_eq!(found, Some(version.as_str()), "the version in {file}");
     }
     let changelog = std::fs::read_to_string(root().join("CHANGELOG.md")).unwrap();
     assert!(
@@ -280,11 +289,15 @@ fn every_crate_and_package_carries_the_one_release_version() {
 #[test]
 fn each_command_prints_the_release_version() {
     let version = dist::VERSION;
+    let wit = wit_package("wit/locket.wit");
+    let wasi = wit_package("wit/deps/cli.wit");
+    let wasi = wasi.strip_prefix("wasi:cli@").unwrap();
     let host = run(Command::new(host_exe()).arg("--version"));
+    let wasmtime = locked_version("wasmtime");
     assert!(
-        host.starts_with(&format!("locket-host {version} (locket:lock@0.1.1"))
-            && host.contains("WASI 0.2.12")
-            && host.contains("wasmtime 48."),
+        host.starts_with(&format!("locket-host {version} ({wit} "))
+            && host.contains(&format!("WASI {wasi},"))
+            && host.contains(&format!("wasmtime {wasmtime})")),
         "locket-host --version: {host}"
     );
     let locket = run(Command::new(locket_exe()).arg("--version"));
@@ -292,11 +305,11 @@ fn each_command_prints_the_release_version() {
     let py = run(Command::new(dist::locket_py()).arg("--version"));
     assert_eq!(
         py.trim(),
-        format!("locket-py {version} (locket:lock@0.1.1, componentize-py 0.25.1)")
+        format!("locket-py {version} ({wit}, componentize-py 0.25.1)")
     );
     let js = run(Command::new(dist::locket_js()).arg("--version"));
     assert_eq!(
         js.trim(),
-        format!("locket-js {version} (locket:lock@0.1.1, componentize-js 0.23.0)")
+        format!("locket-js {version} ({wit}, componentize-js 0.23.0)")
     );
 }

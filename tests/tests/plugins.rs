@@ -209,7 +209,7 @@ fn no_lost_updates_between_plugins_and_native_processes() {
 }
 
 /// The host's replaced-file check on its fast path (one `fstat` of a lock
-/// file whose change time has settled, as the `locket` crate's own tests
+/// file whose change time has settled, as the `locket` library's own tests
 /// check natively): a plugin whose lock file is deleted, renamed or
 /// replaced behind its back locks the file the path names now.
 #[test]

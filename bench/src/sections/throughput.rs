@@ -9,7 +9,7 @@ use crate::report::Figures;
 
 /// Throughput and fairness: N contenders (for each N of `sizes`) increment
 /// one counter file under the lock for `ms` milliseconds; raw `flock`
-/// contenders against ours (guests and the `locket` crate, half each), and
+/// contenders against ours (guests and the `locket` library, half each), and
 /// everyone mixed with Python.
 pub fn run(
     dir: &Path,

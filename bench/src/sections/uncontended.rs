@@ -10,7 +10,7 @@ use crate::report::Figures;
 use crate::stats::median;
 
 /// Per-operation cost of an uncontended acquire+release: the raw floor, the
-/// `locket` crate, a guest and the Python libraries, in interleaved batches.
+/// `locket` library, a guest and the Python libraries, in interleaved batches.
 pub fn run(
     dir: &Path,
     rounds: usize,

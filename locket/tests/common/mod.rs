@@ -1,4 +1,4 @@
-//! What the `locket` crate's tests share.
+//! What the `locket` library's tests share.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -40,10 +40,18 @@ fn main() -> ExitCode {
 /// The command line, with a `--version` that also names what the host
 /// serves and what it is built on.
 fn parse_command_line() -> Command {
+    // A component built against an earlier release of the same semver
+    // series (the same major; for 0.x, the same minor) runs too: say which.
+    let wit = locket_host::WIT_PACKAGE;
+    let release = wit.rsplit_once('@').map_or(wit, |(_name, v)| v);
+    let series = match release.split('.').collect::<Vec<_>>()[..] {
+        ["0", minor, ..] => format!("0.{minor}"),
+        [major, ..] => major.to_owned(),
+        [] => release.to_owned(),
+    };
     let version = format!(
-        "{} ({} and earlier 0.1.x, WASI {}, wasmtime {})",
+        "{} ({wit} and earlier {series}.x, WASI {}, wasmtime {})",
         env!("CARGO_PKG_VERSION"),
-        locket_host::WIT_PACKAGE,
         locket_host::WASI_VERSION,
         locket_host::WASMTIME_VERSION,
     );
