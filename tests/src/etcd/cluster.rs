@@ -4,63 +4,17 @@
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::timing::PROMPT;
+use super::programs::{etcd_exe, etcdctl_exe};
+use super::tls::{TlsFiles, make_tls};
 
 /// How long a cluster may take to become healthy on a loaded machine.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
-
-/// The etcd server, as `scripts/prepare-tests.sh` installs it.
-///
-/// # Errors
-///
-/// When `etcd` is not on the `PATH`.
-pub fn etcd_exe() -> anyhow::Result<PathBuf> {
-    which("etcd")
-}
-
-/// etcd's own command-line client.
-///
-/// # Errors
-///
-/// When `etcdctl` is not on the `PATH`.
-pub fn etcdctl_exe() -> anyhow::Result<PathBuf> {
-    which("etcdctl")
-}
-
-fn which(name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!("`{name}` is not installed: run scripts/prepare-tests.sh (Debian etcd-server, etcd-client)")
-        })
-}
-
-/// TLS files made for one cluster: a CA, the members' certificate (for
-/// 127.0.0.1), and a client certificate; plus a second CA that signed none
-/// of them.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// The CA that signed the server and client certificates.
-    pub ca: PathBuf,
-    /// A CA that signed nothing here: trusting it must fail.
-    pub wrong_ca: PathBuf,
-    /// The members' certificate and key.
-    pub server_cert: PathBuf,
-    /// The members' key.
-    pub server_key: PathBuf,
-    /// A client certificate signed by `ca`.
-    pub client_cert: PathBuf,
-    /// Its key.
-    pub client_key: PathBuf,
-}
 
 struct Member {
     name: String,
@@ -403,114 +357,10 @@ impl EtcdCluster {
     }
 }
 
-/// Waits until `n` keys are queued for the lock `name`, at most
-/// [`PROMPT`].
-///
-/// # Panics
-///
-/// When they are not, or the cluster cannot be read.
-pub fn wait_for_queue(session: &locket_etcd::Session, name: &str, n: usize) {
-    let until = Instant::now() + PROMPT;
-    while session.holders(name).unwrap().len() < n {
-        assert!(Instant::now() < until, "{n} keys never queued");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The token of a `token N` line (what `locket lock` scripts and the
-/// plugin peer print).
-///
-/// # Panics
-///
-/// When the line is not one.
-#[must_use]
-pub fn token_of(line: &str) -> u64 {
-    line.strip_prefix("token ")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("not a token line: {line:?}"))
-}
-
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
             self.kill(i);
         }
     }
-}
-
-/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate
-/// under `dir`, with openssl.
-fn make_tls(dir: &Path) -> anyhow::Result<TlsFiles> {
-    let run = |args: &[&str]| -> anyhow::Result<()> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .context("running openssl")?;
-        if !out.status.success() {
-            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    };
-    for ca in ["ca", "wrong-ca"] {
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=locket test {ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-        ])?;
-    }
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
-    )?;
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")?;
-    for (who, cn) in [("server", "127.0.0.1"), ("client", "locket test client")] {
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-keyout",
-            &format!("{who}.key"),
-            "-out",
-            &format!("{who}.csr"),
-        ])?;
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{who}.ext"),
-            "-out",
-            &format!("{who}.pem"),
-        ])?;
-    }
-    Ok(TlsFiles {
-        ca: dir.join("ca.pem"),
-        wrong_ca: dir.join("wrong-ca.pem"),
-        server_cert: dir.join("server.pem"),
-        server_key: dir.join("server.key"),
-        client_cert: dir.join("client.pem"),
-        client_key: dir.join("client.key"),
-    })
 }
