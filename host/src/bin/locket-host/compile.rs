@@ -3,9 +3,10 @@
 
 use anyhow::Context;
 
-use crate::artifacts::{self, Kind, Plugin};
+use crate::cache::write_atomically;
 use crate::cli::CompileArgs;
-use crate::engine::{Backend, engine};
+use crate::engine::{Backend, compile_component, engine};
+use crate::plugin_file::{Kind, Plugin};
 
 /// Writes the artifact of `args.plugin` to `args.output`.
 pub(crate) fn compile(args: &CompileArgs) -> anyhow::Result<()> {
@@ -18,9 +19,9 @@ pub(crate) fn compile(args: &CompileArgs) -> anyhow::Result<()> {
     }
     let bytes = file.bytes()?;
     let engine = engine(args.fuel, Backend::Cranelift)?;
-    let component = artifacts::compile(&engine, &args.plugin, &bytes)?;
+    let component = compile_component(&engine, &args.plugin, &bytes)?;
     let serialized = component.serialize().map_err(anyhow::Error::from)?;
-    artifacts::write_atomically(&args.output, &serialized)
+    write_atomically(&args.output, &serialized)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     Ok(())
 }

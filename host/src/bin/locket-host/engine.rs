@@ -1,6 +1,11 @@
-//! The engines that run and compile plugins. `run` and `compile` must
-//! configure them the same way, or a compiled artifact would not load.
+//! The engines that run and compile plugins, and compiling a plugin with
+//! one. `run` and `compile` must configure them the same way, or a compiled
+//! artifact would not load.
 
+use std::path::Path;
+
+use anyhow::anyhow;
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, OptLevel, RegallocAlgorithm, Strategy};
 
 /// Which of wasmtime's compilers makes a plugin's native code.
@@ -38,4 +43,19 @@ pub(crate) fn engine(fuel: bool, backend: Backend) -> anyhow::Result<Engine> {
         }
     }
     Engine::new(&config).map_err(anyhow::Error::from)
+}
+
+/// Compiles a component, with a one-line reason when it is not valid.
+pub(crate) fn compile_component(
+    engine: &Engine,
+    plugin: &Path,
+    bytes: &[u8],
+) -> anyhow::Result<Component> {
+    Component::new(engine, bytes).map_err(|e| {
+        anyhow!(
+            "{} is not a valid component: {}",
+            plugin.display(),
+            e.root_cause()
+        )
+    })
 }

@@ -3,13 +3,17 @@
 //!
 //! This file only dispatches: each subcommand has a file of its own
 //! (`run.rs`, `compile.rs`; the hidden `fill-cache` that `run` starts is in
-//! `artifacts.rs`, beside the cache it fills), the flags are in `cli.rs`,
-//! and what the subcommands share is in `engine.rs` and `artifacts.rs`.
+//! `cache.rs`, beside the cache it fills), the flags are in `cli.rs`, and
+//! what the subcommands share is in `engine.rs` (the engines, compiling),
+//! `plugin_file.rs` (opening and telling apart plugin files), `cache.rs`
+//! (the compiled-code cache) and `load.rs` (how `run` gets its code).
 
-mod artifacts;
+mod cache;
 mod cli;
 mod compile;
 mod engine;
+mod load;
+mod plugin_file;
 mod run;
 mod signals;
 
@@ -26,7 +30,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::compile(&args).map(|()| ExitCode::SUCCESS),
         Command::FillCache(args) => {
-            artifacts::fill_cache(&args.plugin, args.fuel).map(|()| ExitCode::SUCCESS)
+            cache::fill_cache(&args.plugin, args.fuel).map(|()| ExitCode::SUCCESS)
         }
     };
     // An `Err` is a failure before any plugin ran: loading, validation,

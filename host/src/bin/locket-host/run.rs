@@ -14,8 +14,8 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx};
 
-use crate::artifacts::{self, Load, Loaded};
 use crate::cli::{Compiler, EXIT_TIMEOUT, EXIT_TRAP, RunArgs};
+use crate::load::{self, Load, Loaded};
 use crate::signals::exit_on_termination_signals;
 
 /// Runs the plugin. An `Err` is a failure before it started; the plugin's own
@@ -51,7 +51,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         engine,
         component,
         code,
-    } = artifacts::load(plugin, &how)?;
+    } = load::load(plugin, &how)?;
     tracing::debug!(
         load_us = started.elapsed().as_micros(),
         %code,
