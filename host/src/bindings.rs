@@ -4,10 +4,10 @@
 //! the calling thread, for [`add_to_linker`](crate::add_to_linker), and one
 //! whose `acquire` and `acquire-shared` are async host functions, for
 //! [`add_to_linker_async`](crate::add_to_linker_async). Both map the `lock`
-//! resource to the one [`LockHandle`](crate::LockHandle). The WIT `error`
-//! variant is [`WitError`], from the blocking run; wasmtime's bindgen can
-//! point a resource at an existing type but not a variant, so the async run
-//! has its own copy of the same cases, which only [`to_async`] ever makes.
+//! resource to the one [`LockHandle`](crate::LockHandle), and the WIT
+//! `error` to the one [`Failure`] (wasmtime's trappable error types): each
+//! run generates its own copy of the `error` variant, and [`wit_error!`]
+//! turns a `Failure` into whichever copy, in each run's `convert_error`.
 
 /// Waits block the calling thread.
 pub(crate) mod blocking {
@@ -16,7 +16,10 @@ pub(crate) mod blocking {
         world: "locket:lock/imports",
         imports: { default: trappable },
         with: {
-            "locket:lock/locket.lock": crate::ctx::LockHandle,
+            "locket:lock/locket.lock": crate::handle::LockHandle,
+        },
+        trappable_error_type: {
+            "locket:lock/locket.error" => crate::error::Failure,
         },
     });
 }
@@ -32,7 +35,10 @@ pub(crate) mod waiting_async {
             default: trappable,
         },
         with: {
-            "locket:lock/locket.lock": crate::ctx::LockHandle,
+            "locket:lock/locket.lock": crate::handle::LockHandle,
+        },
+        trappable_error_type: {
+            "locket:lock/locket.error" => crate::error::Failure,
         },
         require_store_data_send: true,
     });
@@ -43,20 +49,26 @@ pub(crate) use blocking::locket::lock::locket as wit;
 /// The `locket` interface as the async run generated it.
 pub(crate) use waiting_async::locket::lock::locket as wit_async;
 
-/// The guest-visible error of the `locket` interface: the WIT `error`
-/// variant. A guest sees one of these; a bug in the host traps instead.
-pub use wit::Error as WitError;
-
-/// The same error as the async run's copy of the variant.
-pub(crate) fn to_async(e: WitError) -> wit_async::Error {
-    use wit_async::Error as Async;
-    match e {
-        WitError::Timeout => Async::Timeout,
-        WitError::NotLocked => Async::NotLocked,
-        WitError::Deadlock => Async::Deadlock,
-        WitError::AccessDenied => Async::AccessDenied,
-        WitError::InvalidPath(reason) => Async::InvalidPath(reason),
-        WitError::Limit => Async::Limit,
-        WitError::Io(message) => Async::Io(message),
-    }
+/// A [`Failure`] as the WIT `error` of one bindgen run (`$error`, the type
+/// that run generated), or the trap it carries. Every run's copy of the
+/// variant has the same cases, so this one mapping serves them all.
+///
+/// [`Failure`]: crate::error::Failure
+macro_rules! wit_error {
+    ($failure:expr, $error:ident) => {{
+        use crate::error::{Failure, WitError};
+        match $failure {
+            Failure::Trap(trap) => Err(trap),
+            Failure::Guest(e) => Ok(match e {
+                WitError::Timeout => $error::Timeout,
+                WitError::NotLocked => $error::NotLocked,
+                WitError::Deadlock => $error::Deadlock,
+                WitError::AccessDenied => $error::AccessDenied,
+                WitError::InvalidPath(reason) => $error::InvalidPath(reason),
+                WitError::Limit => $error::Limit,
+                WitError::Io(message) => $error::Io(message),
+            }),
+        }
+    }};
 }
+pub(crate) use wit_error;

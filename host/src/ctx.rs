@@ -1,9 +1,9 @@
 //! The per-store state of the `locket` interface: what one guest instance
 //! may lock, what it holds, and what it has done. The methods that act on it
-//! are in `host.rs`.
+//! are in `host.rs`; a lock handle is in `handle.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use locket::LockGroup;
@@ -19,7 +19,7 @@ pub const DEFAULT_MAX_LOCKS: usize = 1024;
 /// It holds the grants the guest may lock under, the instance's lock groups
 /// (for self-deadlock detection: one for files, one for etcd locks), its
 /// handle cap and, optionally, a deadline after which every wait ends and
-/// the guest traps with [`DeadlineExceeded`].
+/// the guest traps with [`DeadlineExceeded`](crate::DeadlineExceeded).
 #[derive(Debug)]
 pub struct LocketCtx {
     pub(crate) grants: Arc<Grants>,
@@ -84,7 +84,8 @@ impl LocketCtx {
     }
 
     /// Sets the time by which the guest must be done. A wait for a lock never
-    /// goes past it: when it would, the guest traps with [`DeadlineExceeded`].
+    /// goes past it: when it would, the guest traps with
+    /// [`DeadlineExceeded`](crate::DeadlineExceeded).
     #[must_use]
     pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
         self.deadline = deadline;
@@ -104,99 +105,6 @@ impl LocketCtx {
     #[must_use]
     pub fn live_handles(&self) -> usize {
         self.live
-    }
-}
-
-/// The trap raised when a guest's deadline expires while it waits for a lock.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the run's time limit expired while the guest waited for a lock")]
-pub struct DeadlineExceeded;
-
-/// A guest's lock handle: the host side of the `lock` resource, on a file
-/// or in an etcd cluster.
-#[derive(Debug)]
-pub struct LockHandle {
-    pub(crate) kind: Kind,
-    /// For an etcd lock: whether the guest's last acquire succeeded and it
-    /// has not released since, so that a lock found not held was lost.
-    holding: AtomicBool,
-    /// The instance's count of lost locks.
-    lost: Arc<AtomicU64>,
-}
-
-/// The backend of a handle.
-#[derive(Debug)]
-pub(crate) enum Kind {
-    File(locket::Lock),
-    Etcd(locket_etcd::Lock),
-}
-
-impl LockHandle {
-    pub(crate) fn file(lock: locket::Lock, lost: &Arc<AtomicU64>) -> Self {
-        Self::new(Kind::File(lock), lost)
-    }
-
-    pub(crate) fn etcd(lock: locket_etcd::Lock, lost: &Arc<AtomicU64>) -> Self {
-        Self::new(Kind::Etcd(lock), lost)
-    }
-
-    fn new(kind: Kind, lost: &Arc<AtomicU64>) -> Self {
-        Self {
-            kind,
-            holding: AtomicBool::new(false),
-            lost: Arc::clone(lost),
-        }
-    }
-
-    /// Counts an etcd lock that the guest held and that is no longer held
-    /// although the guest never released it: lost with its lease. (A file
-    /// lock cannot be lost, so file handles skip this on every call.)
-    pub(crate) fn notice_loss(&self) {
-        if let Kind::Etcd(lock) = &self.kind
-            && self.holding.load(Ordering::Acquire)
-            && !lock.is_locked()
-            && self.holding.swap(false, Ordering::AcqRel)
-        {
-            self.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                name = lock.name(),
-                "the plugin's etcd lock was lost with its lease"
-            );
-        }
-    }
-
-    /// Notes what an acquire or release left this handle holding, for
-    /// [`notice_loss`](Self::notice_loss): only etcd locks need it.
-    pub(crate) fn note_holding(&self) {
-        if let Kind::Etcd(lock) = &self.kind {
-            self.holding.store(lock.is_locked(), Ordering::Release);
-        }
-    }
-
-    pub(crate) fn is_locked(&self) -> bool {
-        self.notice_loss();
-        match &self.kind {
-            Kind::File(lock) => lock.is_locked(),
-            Kind::Etcd(lock) => lock.is_locked(),
-        }
-    }
-
-    /// The fencing token of an etcd lock while it holds; `None` for a file
-    /// lock, a handle that holds nothing, and a lost lock.
-    pub(crate) fn token(&self) -> Option<u64> {
-        self.notice_loss();
-        match &self.kind {
-            Kind::File(_) => None,
-            Kind::Etcd(lock) => lock.token(),
-        }
-    }
-}
-
-impl Drop for LockHandle {
-    fn drop(&mut self) {
-        // Dropping the lock releases it: the file is closed, the etcd key
-        // deleted in the background.
-        self.notice_loss();
     }
 }
 

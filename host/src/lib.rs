@@ -57,19 +57,19 @@ compile_error!(
 
 mod bindings;
 mod ctx;
+mod error;
 mod grant_opener;
 mod grants;
 mod guest_path;
+mod handle;
 mod host;
 mod linker;
 mod store;
 
-pub use bindings::WitError;
-pub use ctx::{
-    DEFAULT_MAX_LOCKS, DeadlineExceeded, LockHandle, LockStats, LocketCtx, LocketCtxView,
-    LocketView,
-};
+pub use ctx::{DEFAULT_MAX_LOCKS, LockStats, LocketCtx, LocketCtxView, LocketView};
+pub use error::{DeadlineExceeded, WitError};
 pub use grants::{Access, Grant, GrantError, Grants, LockNamespace};
+pub use handle::LockHandle;
 pub use linker::{add_to_linker, add_to_linker_async};
 pub use store::PluginState;
 

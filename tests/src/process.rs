@@ -72,10 +72,16 @@ pub fn read_number(path: &Path) -> u64 {
 /// If it has not been built.
 #[must_use]
 pub fn locket_exe() -> PathBuf {
-    let exe = sibling_exe("locket");
+    built_exe("locket", "locket-cmd")
+}
+
+/// The binary `name` of the workspace's package `package`, built beside the
+/// running test; it panics, naming the build command, if it is missing.
+fn built_exe(name: &str, package: &str) -> PathBuf {
+    let exe = sibling_exe(name);
     assert!(
         exe.exists(),
-        "{} is missing: run ./test.sh, or `cargo build -p locket-cmd` first",
+        "{} is missing: run ./test.sh, or `cargo build -p {package}` first",
         exe.display()
     );
     exe
@@ -193,13 +199,7 @@ pub fn native_incrementer(lock: &Path, data: &Path, n: u64) -> Command {
 /// If it has not been built.
 #[must_use]
 pub fn host_exe() -> PathBuf {
-    let exe = sibling_exe("locket-host");
-    assert!(
-        exe.exists(),
-        "{} is missing: run ./test.sh, or `cargo build -p locket-host` first",
-        exe.display()
-    );
-    exe
+    built_exe("locket-host", "locket-host")
 }
 
 /// A `locket-host run` command with `host_args` before the plugin and
