@@ -34,9 +34,15 @@ step() { printf 'check-install: [%4ds] %s\n' $((SECONDS - started)) "$*"; }
 fail() { echo "check-install: FAILED: $*" >&2; exit 1; }
 
 step "packaging the crates (verified), the wheel and the npm tarball"
-scripts/dist.sh "${dist_args[@]}" >/dev/null
+# The package files, as dist.sh lists them; the crates are every .crate.
+mapfile -t files < <(scripts/dist.sh "${dist_args[@]}")
+[ ${#files[@]} -gt 0 ] || fail "scripts/dist.sh made no package files"
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' guest-python/locket_guest/__init__.py)
-crates=(locket-file locket-etcd locket-cmd locket-host locket-guest)
+crates=()
+for file in "${files[@]}"; do
+    name=$(basename "$file")
+    [[ $name == *-"$version".crate ]] && crates+=("${name%-"$version".crate}")
+done
 
 # The toolchain this checkout pins (and prepare-tests.sh gave the wasm
 # target), since the scratch directory has no rust-toolchain.toml.
@@ -55,10 +61,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$scratch/dist" "$scratch/sources"
-for crate in "${crates[@]}"; do
-    cp "target/dist/$crate-$version.crate" "$scratch/dist/"
-done
-cp "target/dist/locket_guest-$version-py3-none-any.whl" "target/dist/locket-guest-$version.tgz" "$scratch/dist/"
+cp "${files[@]}" "$scratch/dist/"
 cp scripts/check-install/main.rs scripts/check-install/app.py scripts/check-install/app.js "$scratch/sources/"
 (cd "$scratch/dist" && for f in *; do printf 'check-install: %9d bytes  %s\n' "$(wc -c <"$f")" "$f"; done)
 # Nothing below reads the checkout.
