@@ -42,15 +42,16 @@ impl Session {
     /// cluster's errors ([`Error::Unavailable`] within the connect timeout).
     pub fn holders(&self, name: &str) -> Result<Vec<Holder>, Error> {
         check_name(name)?;
-        let shared = std::sync::Arc::clone(&self.inner.shared);
+        let shared = self.shared();
         let prefix = format!("{name}/");
-        self.inner.shared.block_on(async move {
+        self.block_on(async move {
             let deadline = Some(Instant::now() + Duration::from_secs(5));
             let options = GetOptions::new()
                 .with_prefix()
                 .with_sort(SortTarget::Create, SortOrder::Ascend);
             let p = prefix.clone();
             let answer = shared
+                .calls
                 .call(deadline, |mut c| {
                     let p = p.clone();
                     let options = options.clone();
@@ -77,6 +78,7 @@ impl Session {
                 };
                 let lease = kv.lease();
                 let ttl_left = shared
+                    .calls
                     .call(deadline, |mut c| async move {
                         c.lease_time_to_live(lease, Some(LeaseTimeToLiveOptions::new()))
                             .await

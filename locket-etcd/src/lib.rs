@@ -42,9 +42,11 @@
 
 #![warn(missing_docs)]
 
+mod calls;
 mod connect;
 mod error;
 mod holders;
+mod lease;
 mod lock;
 mod recipe;
 mod session;

@@ -9,8 +9,9 @@ use locket::Mode;
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::lease::Lease;
 use crate::recipe::{self, Claim};
-use crate::session::{Lease, Session};
+use crate::session::Session;
 use crate::target::check_name;
 
 /// How long a release may try to reach the cluster.
@@ -54,7 +55,7 @@ impl Session {
         Ok(Lock {
             session: self.clone(),
             name: name.to_owned(),
-            id: self.inner.shared.next_handle(),
+            id: self.next_handle(),
             timeout: None,
             group: None,
             state: Mutex::new(State::default()),
@@ -183,9 +184,9 @@ impl Lock {
     /// - [`Error::Auth`], [`Error::Etcd`]: what etcd refused.
     pub fn acquire_with(&self, mode: Mode, timeout: Option<Duration>) -> Result<(), Error> {
         self.begin(mode)?;
-        let shared = Arc::clone(&self.session.inner.shared);
+        let shared = self.session.shared();
         let work = recipe::acquire(shared, self.name.clone(), mode, timeout);
-        let result = self.session.inner.shared.block_on(work).and_then(|r| r);
+        let result = self.session.block_on(work).and_then(|r| r);
         self.finish(mode, result)
     }
 
@@ -210,12 +211,10 @@ impl Lock {
             fn drop(&mut self) {
                 if let Some(task) = self.task.take() {
                     self.lock.state().acquiring = false;
-                    let shared = Arc::clone(&self.lock.session.inner.shared);
                     self.lock
                         .session
-                        .inner
-                        .shared
-                        .in_background(move |_| async move {
+                        .shared()
+                        .in_background(move |shared| async move {
                             if let Ok(Ok(claim)) = task.await {
                                 claim.lease.forget_hold();
                                 shared.delete_later(claim.key);
@@ -225,11 +224,11 @@ impl Lock {
             }
         }
         self.begin(mode)?;
-        let shared = Arc::clone(&self.session.inner.shared);
+        let shared = self.session.shared();
         let work = recipe::acquire(shared, self.name.clone(), mode, timeout);
         let mut cancel = Cancel {
             lock: self,
-            task: Some(self.session.inner.shared.spawn(work)),
+            task: Some(self.session.spawn(work)),
         };
         let result = match &mut cancel.task {
             Some(task) => task.await,
@@ -286,7 +285,7 @@ impl Lock {
                 group.forget(&self.group_key(), self.id);
             }
             claim.lease.forget_hold();
-            self.session.inner.shared.delete_later(claim.key);
+            self.session.delete_later(claim.key);
         }
     }
 
@@ -312,16 +311,14 @@ impl Lock {
         let valid = claim.lease.valid();
         drop(state);
         if !valid {
-            self.session.inner.shared.delete_later(claim.key);
+            self.session.delete_later(claim.key);
             return Err(Error::NotLocked {
                 name: self.name.clone(),
             });
         }
-        let shared = Arc::clone(&self.session.inner.shared);
+        let shared = self.session.shared();
         let key = claim.key;
         self.session
-            .inner
-            .shared
             .block_on(async move {
                 recipe::delete(&shared, &key, Some(Instant::now() + RELEASE_BOUND)).await
             })

@@ -14,7 +14,8 @@ use locket::Mode;
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::session::{Lease, Shared};
+use crate::lease::Lease;
+use crate::session::Shared;
 
 /// A key this process put in a lock's queue, and was granted.
 pub(crate) struct Claim {
@@ -178,6 +179,7 @@ async fn create(
         ])
         .or_else([TxnOp::get(key, None), queue()]);
     let answer = shared
+        .calls
         .call(deadline, |mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
@@ -218,7 +220,7 @@ async fn create(
 
 fn malformed(shared: &Shared, what: &str) -> Error {
     Error::Etcd {
-        endpoints: shared.endpoints.clone(),
+        endpoints: shared.endpoints().to_owned(),
         detail: what.to_owned(),
     }
 }
@@ -280,7 +282,7 @@ async fn follow(shared: &Shared, queue: &Queue<'_>, look: &mut Look) -> Result<(
         .with_prefix()
         .with_start_revision(look.seen + 1)
         .with_filters([WatchFilterType::NoPut]);
-    let (at, client) = shared.client().await;
+    let (at, client) = shared.calls.client().await;
     let result = async {
         let client = client.map_err(Followed::Failed)?;
         let mut stream = client
@@ -321,7 +323,7 @@ async fn follow(shared: &Shared, queue: &Queue<'_>, look: &mut Look) -> Result<(
     }
     .await;
     if matches!(result, Err(Followed::Failed(_))) {
-        shared.move_on(at);
+        shared.calls.move_on(at);
     }
     result
 }
@@ -344,6 +346,7 @@ async fn look_again(
         )])
         .and_then([TxnOp::get(queue.prefix, Some(before))]);
     let answer = shared
+        .calls
         .call(deadline, |mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
@@ -373,6 +376,7 @@ pub(crate) async fn delete(
     deadline: Option<Instant>,
 ) -> Result<(), Error> {
     shared
+        .calls
         .call(deadline, |mut c| {
             let key = key.to_owned();
             async move { c.delete(key, None).await }
