@@ -92,6 +92,21 @@ pub fn python_available() -> bool {
     locket_tests::venv_python().is_some()
 }
 
+/// `dir/name`, made empty and then left for 2.1 s, as lock files usually
+/// are by the time they are used: the replaced-file check trusts a file's
+/// change time once it is 2 s old (see `Lock::with_replacement_check`);
+/// before that it walks the path, which a fresh file would measure.
+///
+/// # Errors
+///
+/// If the file cannot be written.
+pub fn aged_lock_file(dir: &Path, name: &str) -> std::io::Result<std::path::PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, "")?;
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    Ok(path)
+}
+
 /// Runs each plugin the contenders use once with `--compiler cranelift`,
 /// so that the shared cache holds Cranelift's code for them. A first run
 /// would otherwise run Winch's code (`--compiler auto`), which is not what

@@ -142,31 +142,24 @@ fn uncontended(
     }
     plugin.send("exit")?;
     plugin.wait()?;
-    let floor = median(&mut raw_us.clone());
-    writeln!(report, "### Uncontended acquire+release\n")?;
-    writeln!(
-        report,
+    let intro = format!(
         "{} batches of {n} cycles each, interleaved; the median of the batch means. The guest \
-         times its own loop (`bench N`).\n",
+         times its own loop (`bench N`).",
         sizes.batches
-    )?;
-    writeln!(
+    );
+    let table = Table {
+        title: "Uncontended acquire+release",
+        intro: &intro,
+        header: "| contender | µs per cycle | vs raw |\n|---|---:|---:|",
+        floor: "raw `etcd-client` Lock + Unlock (floor)",
+        figure: "etcd guest/raw",
+    };
+    table.write(
         report,
-        "| contender | µs per cycle | vs raw |\n|---|---:|---:|"
-    )?;
-    for (label, values) in [
-        ("raw `etcd-client` Lock + Unlock (floor)", &mut raw_us),
-        ("`locket-etcd` (Rust API)", &mut native_us),
-        ("guest under `locket-host --locks`", &mut guest_us),
-    ] {
-        let m = median(values);
-        writeln!(report, "| {label} | {m:.0} | {:.2}× |", m / floor)?;
-        if label.starts_with("guest") {
-            figures.record("etcd guest/raw", m / floor);
-        }
-    }
-    writeln!(report)?;
-    Ok(())
+        figures,
+        [raw_us, native_us, guest_us],
+        |label, _, m, floor| format!("| {label} | {m:.0} | {:.2}× |", m / floor),
+    )
 }
 
 /// The wall clock in ns since the Unix epoch, as the guest reports it.
@@ -289,37 +282,75 @@ fn handoff(
     drop(keys);
     plugin.send("exit")?;
     plugin.wait()?;
-    let floor = median(&mut raw_us.clone());
-    writeln!(report, "### Hand-off latency\n")?;
-    writeln!(
-        report,
+    let intro = format!(
         "From the holder's `Unlock` call (raw `etcd-client`) to the waiter's acquire, by the \
          wall clock, {} hand-offs per waiter, interleaved. The floor is a raw watch on the \
-         holder's key: the moment its delete event arrives.\n",
+         holder's key: the moment its delete event arrives.",
         sizes.handoffs
-    )?;
-    writeln!(
+    );
+    let table = Table {
+        title: "Hand-off latency",
+        intro: &intro,
+        header: "| waiter | median µs | max µs | median vs floor |\n|---|---:|---:|---:|",
+        floor: "raw watch on the holder's key (floor)",
+        figure: "etcd handoff guest/watch",
+    };
+    table.write(
         report,
-        "| waiter | median µs | max µs | median vs floor |\n|---|---:|---:|---:|"
-    )?;
-    for (label, values) in [
-        ("raw watch on the holder's key (floor)", &mut raw_us),
-        ("`locket-etcd` (Rust API)", &mut native_us),
-        ("guest under `locket-host --locks`", &mut guest_us),
-    ] {
-        let m = median(values);
-        let max = values.iter().copied().fold(0.0, f64::max);
+        figures,
+        [raw_us, native_us, guest_us],
+        |label, values, m, floor| {
+            let max = values.iter().copied().fold(0.0, f64::max);
+            format!("| {label} | {m:.0} | {max:.0} | {:.2}× |", m / floor)
+        },
+    )
+}
+
+/// A table of the raw floor, the Rust API and the guest, in the report.
+struct Table<'a> {
+    title: &'a str,
+    intro: &'a str,
+    /// The header row and its separator.
+    header: &'a str,
+    /// The floor's label.
+    floor: &'a str,
+    /// The name under which the guest's ratio to the floor is recorded.
+    figure: &'static str,
+}
+
+impl Table<'_> {
+    /// Writes the table: a row for each of the floor, the Rust API and the
+    /// guest (`samples`, in that order), as `row` formats it from its
+    /// label, its samples, their median and the floor's median; and
+    /// records the guest's ratio to the floor.
+    fn write(
+        &self,
+        report: &mut String,
+        figures: &mut Figures,
+        samples: [Vec<f64>; 3],
+        row: impl Fn(&str, &[f64], f64, f64) -> String,
+    ) -> anyhow::Result<()> {
+        let [mut raw, mut native, mut guest] = samples;
+        let floor = median(&mut raw.clone());
         writeln!(
             report,
-            "| {label} | {m:.0} | {max:.0} | {:.2}× |",
-            m / floor
+            "### {}\n\n{}\n\n{}",
+            self.title, self.intro, self.header
         )?;
-        if label.starts_with("guest") {
-            figures.record("etcd handoff guest/watch", m / floor);
+        for (label, values) in [
+            (self.floor, &mut raw),
+            ("`locket-etcd` (Rust API)", &mut native),
+            ("guest under `locket-host --locks`", &mut guest),
+        ] {
+            let m = median(values);
+            writeln!(report, "{}", row(label, values, m, floor))?;
+            if label.starts_with("guest") {
+                figures.record(self.figure, m / floor);
+            }
         }
+        writeln!(report)?;
+        Ok(())
     }
-    writeln!(report)?;
-    Ok(())
 }
 
 fn throughput(

@@ -37,11 +37,7 @@ pub fn run(
     report: &mut String,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let path = dir.join("handoff.lock");
-    // Aged as in the uncontended section: the replaced-file check trusts a
-    // lock file's change time once it is 2 s old.
-    std::fs::write(&path, "")?;
-    std::thread::sleep(Duration::from_millis(2100));
+    let path = contenders::aged_lock_file(dir, "handoff.lock")?;
     let holder = locket_tests::raw_lock_file(&path)?;
     let mut waiters = kinds()
         .into_iter()

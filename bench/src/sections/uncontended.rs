@@ -17,12 +17,7 @@ pub fn run(
     report: &mut String,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let path = dir.join("uncontended.lock");
-    // A lock file that has been there a while, as lock files usually have:
-    // the replaced-file check trusts a file's change time once it is 2 s
-    // old (see `Lock::with_replacement_check`); before that it walks the path.
-    std::fs::write(&path, "")?;
-    std::thread::sleep(Duration::from_millis(2100));
+    let path = contenders::aged_lock_file(dir, "uncontended.lock")?;
     let raw = locket_tests::raw_lock_file(&path)?;
     let plain = locket::lock_file(&path);
     let timed = locket::lock_file(&path).with_timeout(Some(Duration::from_secs(5)));
