@@ -10,7 +10,7 @@ use clap::Args;
 pub struct LockArgs {
     /// How long to wait for the lock: no --wait waits forever, `-w 0` tries
     /// once. A bare number is seconds. Example: -w 500ms, -w 2s, -w 1m
-    #[arg(short = 'w', long = "wait", value_name = "DURATION", value_parser = locket::cli::parse_duration)]
+    #[arg(short = 'w', long = "wait", value_name = "DURATION", value_parser = locket_cmdline::parse_duration)]
     pub wait: Option<Duration>,
 
     /// Take a shared lock, which other shared holders may hold at the same
@@ -28,7 +28,7 @@ pub struct LockArgs {
     /// The lease's time to live, for an etcd lock: if this process stops
     /// answering, the cluster frees its lock after this long. Example:
     /// --lease-ttl 10s
-    #[arg(long, value_name = "DURATION", value_parser = locket::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = locket_cmdline::parse_duration)]
     pub lease_ttl: Option<Duration>,
 
     /// The lock file; it is created if missing, and never truncated or

@@ -141,7 +141,7 @@ fn forward_termination_signals() {
     // SAFETY: `forward` only makes async-signal-safe calls and takes the
     // SA_SIGINFO arguments. SA_RESTART keeps our wait for the child going.
     let installed = unsafe {
-        locket::cli::handle_signals(
+        locket_cmdline::handle_signals(
             &[libc::SIGINT, libc::SIGTERM],
             forward,
             libc::SA_RESTART | libc::SA_SIGINFO,

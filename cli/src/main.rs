@@ -61,7 +61,7 @@ struct HoldersArgs {
 const EXIT_CANNOT_OPEN: u8 = 66;
 
 fn main() -> ExitCode {
-    locket::cli::init_tracing();
+    locket_cmdline::init_tracing();
     match Cli::parse().command {
         Command::Lock(args) => lock_and_run(args),
         Command::Holders(args) => list_holders(&args),

@@ -60,8 +60,6 @@
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "cli")]
-pub mod cli;
 mod error;
 mod future;
 mod group;
@@ -71,7 +69,7 @@ mod lock;
 mod lock_core;
 mod mode;
 mod open;
-#[cfg(all(unix, any(target_os = "linux", feature = "cli")))]
+#[cfg(target_os = "linux")]
 mod signal;
 mod sys;
 mod wait;

@@ -1,26 +1,11 @@
-//! Signal handlers (Unix): the one place that calls `sigaction`.
-//!
-//! The library installs the no-op handler that its timed waits need; the
-//! commands install theirs for SIGINT and SIGTERM through
-//! [`cli::handle_signals`](crate::cli::handle_signals). Both go through
-//! [`install`], each with its own rule about what it may replace.
+//! The wake-up signal's handler (Linux): the one place in the library that
+//! calls `sigaction`. A library must leave alone a signal the application
+//! handles, ignores or otherwise uses, so it installs its handler only over
+//! the default disposition. (The commands install theirs for SIGINT and
+//! SIGTERM through the `locket-cmdline` crate.)
 
 use std::io;
 use std::ptr;
-
-/// What an installation may replace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Replace {
-    /// Only the default disposition: a library must leave alone a signal the
-    /// application handles, ignores or otherwise uses. (Linux's timed waits.)
-    #[cfg(target_os = "linux")]
-    IfDefault,
-    /// Anything but `SIG_IGN`: a program leaves a signal ignored when its
-    /// parent asked for that (a shell's `cmd &` ignores SIGINT). (The
-    /// commands, through `cli`.)
-    #[cfg(feature = "cli")]
-    UnlessIgnored,
-}
 
 /// The current disposition of `signal` (a handler, `SIG_DFL` or `SIG_IGN`),
 /// or `None` if it cannot be read.
@@ -33,9 +18,8 @@ pub(crate) fn disposition(signal: libc::c_int) -> Option<libc::sighandler_t> {
     }
 }
 
-/// Installs `handler` for `signal`, with `flags` and an empty mask, if
-/// `replace` allows it given the current disposition; returns whether it
-/// did.
+/// Installs `handler` for `signal`, with `flags` and an empty mask, if the
+/// signal has its default disposition; returns whether it did.
 ///
 /// # Errors
 ///
@@ -47,20 +31,13 @@ pub(crate) fn disposition(signal: libc::c_int) -> Option<libc::sighandler_t> {
 /// `handler` must make only async-signal-safe calls, and have the signature
 /// that `flags` asks for: `extern "C" fn(c_int)`, or with `SA_SIGINFO`
 /// `extern "C" fn(c_int, *mut siginfo_t, *mut c_void)`.
-pub(crate) unsafe fn install(
+pub(crate) unsafe fn install_if_default(
     signal: libc::c_int,
     handler: libc::sighandler_t,
     flags: libc::c_int,
-    replace: Replace,
 ) -> io::Result<bool> {
     let current = disposition(signal).ok_or_else(io::Error::last_os_error)?;
-    let allowed = match replace {
-        #[cfg(target_os = "linux")]
-        Replace::IfDefault => current == libc::SIG_DFL,
-        #[cfg(feature = "cli")]
-        Replace::UnlessIgnored => current != libc::SIG_IGN,
-    };
-    if !allowed {
+    if current != libc::SIG_DFL {
         return Ok(false);
     }
     // SAFETY: `action` is zeroed plain data with the fields sigaction reads

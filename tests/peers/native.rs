@@ -291,7 +291,7 @@ fn count_sigusr1() -> anyhow::Result<()> {
     // SAFETY: the handler only touches an atomic, which is async-signal-safe,
     // and takes the one argument that flags 0 ask for. No SA_RESTART: blocked
     // calls return EINTR.
-    let installed = unsafe { locket::cli::handle_signals(&[libc::SIGUSR1], handler, 0) }
+    let installed = unsafe { locket_cmdline::handle_signals(&[libc::SIGUSR1], handler, 0) }
         .context("installing the SIGUSR1 handler")?;
     anyhow::ensure!(
         installed == 1,

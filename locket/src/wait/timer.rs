@@ -12,7 +12,7 @@ use std::ptr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::signal::{self, Replace};
+use crate::signal;
 
 /// How often a fired timer fires again until the waiter notices.
 const REFIRE: Duration = Duration::from_millis(1);
@@ -32,7 +32,7 @@ pub(super) fn wake_signal() -> Option<libc::c_int> {
     // SAFETY: the handler only returns, which is async-signal-safe, and has
     // the one-argument signature that flags 0 ask for. No SA_RESTART: the
     // blocked call must return EINTR.
-    match unsafe { signal::install(signal, ours, 0, Replace::IfDefault) } {
+    match unsafe { signal::install_if_default(signal, ours, 0) } {
         Ok(true) => Some(signal),
         // Left alone: ours already (another thread was first), or theirs.
         _ => (signal::disposition(signal) == Some(ours)).then_some(signal),

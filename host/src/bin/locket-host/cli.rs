@@ -116,7 +116,7 @@ pub(crate) struct RunArgs {
     /// The time to live of this process's etcd lease, for --locks: if this
     /// process dies or stops answering, the cluster frees its locks after
     /// this long (10s by default). Example: --lease-ttl 5s
-    #[arg(long, value_name = "DURATION", value_parser = locket::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = locket_cmdline::parse_duration)]
     pub(crate) lease_ttl: Option<Duration>,
 
     /// Set an environment variable for the plugin; a bare NAME passes the
@@ -127,7 +127,7 @@ pub(crate) struct RunArgs {
     /// Stop the plugin after this long, exiting with code 124 and releasing its
     /// locks, even while it waits for a lock. A bare number is seconds.
     /// Example: --timeout 500ms, --timeout 2s, --timeout 1m
-    #[arg(long, value_name = "DURATION", value_parser = locket::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = locket_cmdline::parse_duration)]
     pub(crate) timeout: Option<Duration>,
 
     /// The most lock handles the plugin may have at once; more fail with

@@ -25,7 +25,7 @@ use crate::cli::{Cli, Command, EXIT_USAGE};
 
 fn main() -> ExitCode {
     let command = parse_command_line();
-    locket::cli::init_tracing();
+    locket_cmdline::init_tracing();
     let outcome = match command {
         Command::Run(args) => run::run(args),
         Command::Compile(args) => compile::compile(&args).map(|()| ExitCode::SUCCESS),

@@ -45,7 +45,7 @@ pub(crate) fn exit_on_termination_signals() {
     // SAFETY: `on_signal` only makes async-signal-safe calls, and takes the
     // one argument that flags 0 ask for.
     let installed =
-        unsafe { locket::cli::handle_signals(&[libc::SIGINT, libc::SIGTERM], handler, 0) };
+        unsafe { locket_cmdline::handle_signals(&[libc::SIGINT, libc::SIGTERM], handler, 0) };
     if let Err(e) = installed {
         eprintln!("locket-host: warning: cannot handle SIGINT and SIGTERM: {e}");
     }

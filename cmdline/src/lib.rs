@@ -1,6 +1,9 @@
 //! What the `locket` and `locket-host` commands share: the syntax of
 //! durations on their command lines, their `RUST_LOG` output, and how they
-//! install signal handlers. Behind the `cli` feature.
+//! install signal handlers. A crate of its own, so that the lock library
+//! (`locket-file`) has nothing of a command line in it.
+
+#![warn(missing_docs)]
 
 use std::time::Duration;
 
@@ -82,16 +85,32 @@ pub unsafe fn handle_signals(
 ) -> std::io::Result<usize> {
     let mut installed = 0;
     for &signal in signals {
-        // SAFETY: the caller vouches for the handler.
-        let now = unsafe {
-            crate::signal::install(
-                signal,
-                handler,
-                flags,
-                crate::signal::Replace::UnlessIgnored,
-            )
-        }?;
-        installed += usize::from(now);
+        // SAFETY: a null `act` only reads the disposition into `old`, which
+        // is valid for writes.
+        let ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            old.sa_sigaction == libc::SIG_IGN
+        };
+        // A program leaves a signal ignored when its parent asked for that.
+        if ignored {
+            continue;
+        }
+        // SAFETY: `action` is zeroed plain data with the fields sigaction
+        // reads set; the caller vouches for the handler.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = handler;
+            action.sa_flags = flags;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        installed += 1;
     }
     Ok(installed)
 }
