@@ -32,6 +32,16 @@ started=$SECONDS
 cache=${LOCKET_INSTALL_CACHE:-$HOME/.cache/locket-check-install}
 step() { printf 'check-install: [%4ds] %s\n' $((SECONDS - started)) "$*"; }
 fail() { echo "check-install: FAILED: $*" >&2; exit 1; }
+# Runs `COMMAND... --version`, shows its line, and fails unless it starts
+# with NAME and the release version.
+says_version() {
+    local name=$1 line
+    shift
+    line=$("$@" --version) || fail "$name --version failed"
+    echo "$line"
+    [[ $line == "$name $version" || $line == "$name $version "* ]] ||
+        fail "$name --version does not say $version: $line"
+}
 
 step "packaging the crates (verified), the wheel and the npm tarball"
 # The package files, as dist.sh lists them; the crates are every .crate.
@@ -88,8 +98,7 @@ done
 export PATH=$scratch/root/bin:$PATH
 for command in locket-host locket; do
     [ "$(command -v "$command")" = "$scratch/root/bin/$command" ] || fail "$command is not the installed one"
-    "$command" --version | tee "$scratch/version"
-    grep -q "^$command $version\b" "$scratch/version" || fail "$command --version does not say $version"
+    says_version "$command" "$command"
 done
 
 step "a fresh cargo project: a Rust plugin that depends on locket-guest"
@@ -102,8 +111,7 @@ cp "$cache/plugin-target/wasm32-wasip2/release/rust-plugin.wasm" rust.wasm
 step "a fresh venv: pip install the wheel, then locket-py build"
 python3 -m venv venv
 venv/bin/pip install --quiet --disable-pip-version-check "dist/locket_guest-$version-py3-none-any.whl"
-venv/bin/locket-py --version | tee version
-grep -q "^locket-py $version " version || fail "locket-py --version does not say $version"
+says_version locket-py venv/bin/locket-py
 cp sources/app.py app.py
 venv/bin/locket-py build app.py -o python.wasm
 
@@ -113,8 +121,7 @@ mkdir js-plugin
     cd js-plugin
     npm init --yes >/dev/null
     npm install --no-audit --no-fund --loglevel=error "../dist/locket-guest-$version.tgz" >/dev/null
-    npx --no-install locket-js --version | tee ../version
-    grep -q "^locket-js $version " ../version || fail "locket-js --version does not say $version"
+    says_version locket-js npx --no-install locket-js
     cp ../sources/app.js app.js
     npx --no-install locket-js build app.js -o ../js.wasm
 )

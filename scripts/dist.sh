@@ -30,10 +30,13 @@ flock 9
 work=$(mktemp -d "$PWD/$out/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
+# The workspace as cargo describes it, read once; `metadata CODE` runs
+# Python on it (as `m`).
+workspace=$(cargo metadata --no-deps --format-version 1 --locked)
 metadata() {
-    cargo metadata --no-deps --format-version 1 --locked | python3 -c "$1"
+    python3 -c "import json, sys; m = json.load(sys.stdin); $1" <<<"$workspace"
 }
-version=$(metadata 'import json, sys; print(json.load(sys.stdin)["packages"][0]["version"])')
+version=$(metadata 'print(m["packages"][0]["version"])')
 wheel=locket_guest-$version-py3-none-any.whl
 tarball=locket-guest-$version.tgz
 
@@ -56,19 +59,11 @@ mkdir "$work/new"
 expected=("$wheel" "$tarball")
 if $crates; then
     # cargo 1.95 does not skip `publish = false` members of --workspace.
-    publishable=$(metadata '
-import json, sys
-for p in json.load(sys.stdin)["packages"]:
-    if p["publish"] != []:
-        print(p["name"])')
-    excluded=$(metadata '
-import json, sys
-for p in json.load(sys.stdin)["packages"]:
-    if p["publish"] == []:
-        print("--exclude", p["name"])')
+    publishable=$(metadata 'print(*(p["name"] for p in m["packages"] if p["publish"] != []))')
+    excluded=$(metadata 'print(*("--exclude " + p["name"] for p in m["packages"] if p["publish"] == []))')
     # shellcheck disable=SC2086
     cargo package --workspace $excluded --locked "${dirty[@]}" >&2
-    target=$(metadata 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    target=$(metadata 'print(m["target_directory"])')
     for name in $publishable; do
         cp "$target/package/$name-$version.crate" "$work/new/"
         expected+=("$name-$version.crate")

@@ -141,6 +141,18 @@ def version_line():
     return "locket-py {0} ({1}, componentize-py {2})".format(__version__, wit, tool)
 
 
+class VersionAction(argparse.Action):
+    """``--version``: prints :func:`version_line` and exits; the line is
+    only worked out when asked for, not on every build."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
+
+
 def componentize_py():
     """The command that runs the componentize-py installed with this package,
     in this same Python (its console script may not be on PATH)."""
@@ -207,10 +219,7 @@ def build(script, output, python_paths):
 
 def main():
     parser = argparse.ArgumentParser(prog="locket-py", description="Python plugins for locket-host.")
-    parser.add_argument(
-        "--version", action="version",
-        version=version_line(),
-    )
+    parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("build", help="build a Python script into a plugin component")
     b.add_argument("script", help="the script, whose __main__ block is the plugin")

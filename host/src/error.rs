@@ -117,10 +117,3 @@ impl From<ResourceTableError> for Failure {
         Self::Trap(e.into())
     }
 }
-
-/// Any other trap.
-impl From<wasmtime::Error> for Failure {
-    fn from(e: wasmtime::Error) -> Self {
-        Self::Trap(e)
-    }
-}

@@ -79,6 +79,23 @@ fn run(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// The cargo that runs this test (`$CARGO`), in the checkout.
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Unpacks the gzipped tarball `file` (a `.crate` or an npm tarball) into
+/// `into`.
+fn untar(file: &Path, into: &Path) {
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(file)
+        .arg("-C")
+        .arg(into));
+}
+
 /// A package of the workspace, as `cargo metadata` describes it.
 struct Package {
     name: String,
@@ -88,14 +105,7 @@ struct Package {
 
 /// The packages of the workspace.
 fn packages() -> Vec<Package> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let text = run(Command::new(cargo).current_dir(root()).args([
-        "metadata",
-        "--no-deps",
-        "--format-version",
-        "1",
-        "--locked",
-    ]));
+    let text = run(cargo().args(["metadata", "--no-deps", "--format-version", "1", "--locked"]));
     let metadata: serde_json::Value = serde_json::from_str(&text).unwrap();
     metadata["packages"]
         .as_array()
@@ -154,10 +164,8 @@ fn a_changed_missing_or_extra_file_is_a_difference() {
 #[test]
 fn the_crates_carry_a_license_a_readme_and_the_repositorys_wit() {
     let scratch = tempfile::tempdir().unwrap();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut package = Command::new(cargo);
+    let mut package = cargo();
     package
-        .current_dir(root())
         // Offline: the build that runs this test has fetched everything.
         .args(["package", "--no-verify", "--allow-dirty", "--locked"])
         .args(["--offline", "--quiet", "--target-dir"])
@@ -172,11 +180,7 @@ fn the_crates_carry_a_license_a_readme_and_the_repositorys_wit() {
         let file = scratch
             .path()
             .join(format!("target/package/{name}-{version}.crate"));
-        run(Command::new("tar")
-            .arg("-xzf")
-            .arg(&file)
-            .arg("-C")
-            .arg(scratch.path()));
+        untar(&file, scratch.path());
         let unpacked = scratch.path().join(format!("{name}-{version}"));
         for file in ["LICENSE", "README.md"] {
             assert!(
@@ -230,11 +234,7 @@ fn the_wheel_carries_the_repositorys_wit_and_no_top_level_locket() {
 #[test]
 fn the_npm_tarball_carries_the_repositorys_wit() {
     let unpacked = tempfile::tempdir().unwrap();
-    run(Command::new("tar")
-        .arg("-xzf")
-        .arg(dist::npm_tarball())
-        .arg("-C")
-        .arg(unpacked.path()));
+    untar(&dist::npm_tarball(), unpacked.path());
     assert_is_the_wit(&unpacked.path().join("package/wit"), "the npm tarball");
     assert!(
         unpacked
